@@ -1,0 +1,51 @@
+"""Audio loading: any WAV/FLAC/OGG, any rate and channel count -> mono float32 at 16 kHz.
+
+Every feature set works on the same canonical signal, so a corpus recorded at 44.1 kHz stereo
+and one recorded at 16 kHz mono are compared on equal terms.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+
+from .errors import AudioError
+
+TARGET_SR = 16_000
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+# Below this peak amplitude (about -100 dBFS) a file carries no usable speech.
+SILENCE_PEAK = 1e-5
+
+
+def load_audio(path: str | Path, sr: int = TARGET_SR) -> np.ndarray:
+    """Read ``path`` as mono float32 in [-1, 1] resampled to ``sr``.
+
+    Raises :class:`AudioError` with a one-line message naming the file for empty, corrupt,
+    zero-length, silent or unreadable audio.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise AudioError(f"{path}: no such audio file; check the path or the corpus folder")
+    if path.stat().st_size == 0:
+        raise AudioError(f"{path}: file is empty (0 bytes); re-download or remove it")
+    try:
+        signal, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except Exception as exc:  # soundfile raises several types for broken headers
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise AudioError(
+            f"{path}: cannot decode audio ({first_line}); supported formats are WAV, FLAC and OGG"
+        ) from None
+    if signal.shape[0] == 0:
+        raise AudioError(f"{path}: audio has zero samples; re-record or remove the file")
+    mono = signal.mean(axis=1, dtype=np.float64).astype(np.float32) if signal.shape[1] > 1 else signal[:, 0]
+    if not np.all(np.isfinite(mono)):
+        raise AudioError(f"{path}: audio contains NaN or infinite samples; re-export the file")
+    if float(np.max(np.abs(mono))) < SILENCE_PEAK:
+        raise AudioError(f"{path}: audio is silent (peak below -100 dBFS); remove it from the corpus")
+    if file_sr != sr:
+        import soxr
+
+        mono = soxr.resample(mono, file_sr, sr, quality="HQ").astype(np.float32)
+    return np.ascontiguousarray(mono, dtype=np.float32)
