@@ -1,0 +1,132 @@
+"""Batch extraction over a corpus: parallel over cores, cached, with a progress bar.
+
+Bad files are skipped and counted (with a one-line reason each) instead of stopping the batch;
+every file that succeeds is written to the cache as soon as it is done, so an interrupted or
+failing batch loses nothing already computed.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..audio import load_audio
+from ..errors import BenchError
+from ..paths import cache_root
+from .base import FeatureSet
+from .cache import FeatureCache, content_hash
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ExtractionResult:
+    """Features by utterance id, plus what happened to every file."""
+
+    features: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)
+    computed: int = 0
+    cached: int = 0
+    failed: dict[str, str] = field(default_factory=dict)  # utterance id -> one-line reason
+    cache_key: str = ""
+
+    def summary(self) -> str:
+        return (f"{len(self.features)} ok ({self.computed} computed, {self.cached} from cache), "
+                f"{len(self.failed)} skipped")
+
+
+def features_of_file(path: Path, feature_set: FeatureSet, cache: FeatureCache | None):
+    """(status, arrays|None, message): status is 'cached', 'computed' or 'failed'."""
+    try:
+        digest = content_hash(path)
+        if cache is not None:
+            hit = cache.load(digest)
+            if hit is not None:
+                return "cached", hit, ""
+        arrays = feature_set.extract(load_audio(path))
+        for name, values in arrays.items():
+            if not np.all(np.isfinite(values)):
+                raise BenchError(f"{path}: {feature_set.name} produced non-finite {name}; check the audio")
+        if cache is not None:
+            cache.save(digest, arrays)
+        return "computed", arrays, ""
+    except BenchError as exc:
+        return "failed", None, str(exc)
+    except OSError as exc:
+        return "failed", None, f"{path}: cannot read file ({exc.strerror or exc}); check permissions"
+    except Exception as exc:  # an extractor's own failure must not stop the batch
+        return "failed", None, f"{path}: {feature_set.name} failed ({type(exc).__name__}: {exc})"
+
+
+_WORKER: dict = {}
+
+
+def _init_worker(name: str, config, cache_dir: str | None) -> None:
+    from ..features import get_feature_set
+
+    feature_set = get_feature_set(name)
+    feature_set.config = config
+    _WORKER["set"] = feature_set
+    _WORKER["cache"] = FeatureCache(cache_dir, feature_set) if cache_dir else None
+
+
+def _work(item: tuple[str, str]):
+    uid, path = item
+    return (uid, *features_of_file(Path(path), _WORKER["set"], _WORKER["cache"]))
+
+
+def default_jobs() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
+
+
+def extract_features(
+    items: list[tuple[str, Path]],
+    feature_set: FeatureSet,
+    cache_dir: str | Path | None = None,
+    use_cache: bool = True,
+    jobs: int | None = None,
+    progress: bool = True,
+) -> ExtractionResult:
+    """Features of ``items`` = [(utterance id, audio path)], in parallel, via the cache."""
+    root = cache_root(cache_dir) if use_cache else None
+    cache = FeatureCache(root, feature_set) if root else None
+    result = ExtractionResult(cache_key=cache.key if cache else "")
+    jobs = default_jobs() if jobs is None else max(1, jobs)
+
+    def record(uid: str, status: str, arrays, message: str) -> None:
+        if status == "failed":
+            result.failed[uid] = message
+            log.warning("skipped %s", message)
+            return
+        result.features[uid] = arrays
+        if status == "cached":
+            result.cached += 1
+        else:
+            result.computed += 1
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, disable=not progress, transient=True) as bar:
+        task = bar.add_task(f"{feature_set.name}", total=len(items))
+        if jobs == 1 or len(items) < 2:
+            for uid, path in items:
+                record(uid, *features_of_file(Path(path), feature_set, cache))
+                bar.advance(task)
+        else:
+            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+            init = (feature_set.name, feature_set.config, str(root) if root else None)
+            with ProcessPoolExecutor(
+                max_workers=min(jobs, len(items)), mp_context=multiprocessing.get_context(method),
+                initializer=_init_worker, initargs=init,
+            ) as pool:
+                futures = [pool.submit(_work, (uid, str(path))) for uid, path in items]
+                for future in as_completed(futures):
+                    record(*future.result())
+                    bar.advance(task)
+    return result
