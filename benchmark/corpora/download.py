@@ -1,0 +1,183 @@
+"""``bench data download``: fetch official corpus archives, verify them, extract them safely.
+
+Downloads resume: bytes go to ``<name>.part`` and a re-run asks the server for the rest with an
+HTTP Range request. An archive is accepted only if every member's CRC checks out, it holds the
+expected number of WAV files and (when one is declared) its SHA-256 matches. Extraction refuses
+absolute paths, ``..`` and links, so nothing lands outside the corpus folder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import stat
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from ..errors import DownloadError
+
+CHUNK = 1 << 16
+
+
+@dataclass(frozen=True)
+class Archive:
+    url: str
+    filename: str
+    target: str  # sub-folder of the corpus root that receives the archive's WAV files
+    min_wavs: int  # fewer WAV files than this means a truncated or wrong archive
+    sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class Extra:
+    """A plain file downloaded next to the audio (e.g. ShEMO's metadata)."""
+
+    url: str
+    filename: str
+
+
+SOURCES: dict[str, tuple[list[Archive], list[Extra]]] = {
+    "emodb": (
+        [Archive("http://emodb.bilderbar.info/download/download.zip", "download.zip", "wav", 535)],
+        [],
+    ),
+    # Links from ShEMO's official repository (github.com/pariajm/sharif-emotional-speech-dataset).
+    "shemo": (
+        [
+            Archive("https://www.dropbox.com/s/42okby6c40w3j2x/female.zip?dl=1", "female.zip", "female", 1263),
+            Archive("https://www.dropbox.com/s/5ebs8hq1zm0qkp6/male.zip?dl=1", "male.zip", "male", 1737),
+        ],
+        [Extra("https://github.com/pariajm/sharif-emotional-speech-dataset/raw/master/shemo.json", "shemo.json")],
+    ),
+}
+
+
+def _url(original: str, filename: str, base_url: str | None) -> str:
+    return f"{base_url.rstrip('/')}/{filename}" if base_url else original
+
+
+def fetch(url: str, destination: Path, progress: bool = True) -> Path:
+    """Download ``url`` to ``destination``, resuming from ``destination.part`` if present."""
+    if destination.is_file():
+        return destination
+    part = destination.with_name(destination.name + ".part")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    have = part.stat().st_size if part.exists() else 0
+    request = urllib.request.Request(url, headers={"User-Agent": "ser-bench"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=60)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and have:  # nothing left to send: the .part is complete
+            part.rename(destination)
+            return destination
+        raise DownloadError(f"{url}: HTTP {exc.code} {exc.reason}; check the URL or try again later") from None
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise DownloadError(f"{url}: cannot connect ({reason}); check the network and re-run to resume") from None
+    with response:
+        resumed = have and response.status == 206
+        total = response.headers.get("Content-Length")
+        total = int(total) + (have if resumed else 0) if total else None
+        from rich.progress import DownloadColumn, Progress, TransferSpeedColumn
+
+        with Progress(*Progress.get_default_columns(), DownloadColumn(), TransferSpeedColumn(),
+                      disable=not progress, transient=True) as bar, \
+                open(part, "ab" if resumed else "wb") as handle:
+            task = bar.add_task(destination.name, total=total, completed=have if resumed else 0)
+            try:
+                for block in iter(lambda: response.read(CHUNK), b""):
+                    handle.write(block)
+                    bar.advance(task, len(block))
+            except OSError as exc:
+                raise DownloadError(f"{url}: connection lost ({exc}); re-run the same command to resume") from None
+    if total is not None and part.stat().st_size != total:
+        raise DownloadError(
+            f"{url}: got {part.stat().st_size} of {total} bytes; re-run the same command to resume"
+        )
+    part.rename(destination)
+    return destination
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def verify(archive_path: Path, archive: Archive) -> str:
+    """Check CRCs, WAV count and the declared checksum; return the archive's SHA-256."""
+    checksum = sha256_of(archive_path)
+    if archive.sha256 and checksum != archive.sha256:
+        archive_path.unlink()
+        raise DownloadError(f"{archive_path}: SHA-256 {checksum} does not match the official "
+                            f"{archive.sha256}; removed it, re-run to download again")
+    try:
+        with zipfile.ZipFile(archive_path) as zf:
+            broken = zf.testzip()
+            wavs = sum(1 for n in zf.namelist() if n.lower().endswith(".wav"))
+    except zipfile.BadZipFile:
+        archive_path.unlink()
+        raise DownloadError(f"{archive_path}: not a valid zip archive; removed it, re-run to download again") from None
+    if broken:
+        archive_path.unlink()
+        raise DownloadError(f"{archive_path}: member {broken} fails its CRC check; removed it, re-run to download again")
+    if wavs < archive.min_wavs:
+        raise DownloadError(f"{archive_path}: holds {wavs} WAV files, expected at least {archive.min_wavs}; "
+                            f"delete it and download again")
+    return checksum
+
+
+def safe_extract(archive_path: Path, staging: Path) -> None:
+    """Extract every member under ``staging``; refuse links and paths that would escape it."""
+    staging = staging.resolve()
+    with zipfile.ZipFile(archive_path) as zf:
+        for info in zf.infolist():
+            name = PurePosixPath(info.filename.replace("\\", "/"))
+            mode = info.external_attr >> 16
+            if name.is_absolute() or ".." in name.parts or (name.parts and ":" in name.parts[0]):
+                raise DownloadError(f"{archive_path}: member {info.filename!r} would escape the target folder; refusing to extract")
+            if stat.S_ISLNK(mode):
+                raise DownloadError(f"{archive_path}: member {info.filename!r} is a link; refusing to extract")
+            target = (staging / name).resolve()
+            if staging not in target.parents and target != staging:
+                raise DownloadError(f"{archive_path}: member {info.filename!r} would escape the target folder; refusing to extract")
+            if info.is_dir():
+                target.mkdir(parents=True, exist_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as source, open(target, "wb") as sink:
+                shutil.copyfileobj(source, sink)
+
+
+def download_corpus(name: str, root: Path, base_url: str | None = None, progress: bool = True) -> dict[str, str]:
+    """Download, verify and extract corpus ``name`` into ``root``; return archive checksums."""
+    if name not in SOURCES:
+        raise DownloadError(f"no download is known for corpus {name!r}; choose one of {', '.join(SOURCES)}")
+    archives, extras = SOURCES[name]
+    downloads = root / ".downloads"
+    checksums = {}
+    for archive in archives:
+        path = fetch(_url(archive.url, archive.filename, base_url), downloads / archive.filename, progress)
+        checksums[archive.filename] = verify(path, archive)
+        staging = downloads / f"staging-{archive.target}"
+        shutil.rmtree(staging, ignore_errors=True)
+        safe_extract(path, staging)
+        target = root / archive.target
+        target.mkdir(parents=True, exist_ok=True)
+        for wav in sorted(staging.rglob("*")):
+            if wav.suffix.lower() == ".wav" and wav.is_file() and not wav.name.startswith("._"):
+                wav.replace(target / wav.name)
+        shutil.rmtree(staging, ignore_errors=True)
+    for extra in extras:
+        if not (root / extra.filename).is_file():
+            fetch(_url(extra.url, extra.filename, base_url), root / extra.filename, progress)
+    (root / "checksums.json").write_text(json.dumps(checksums, indent=2, sort_keys=True))
+    return checksums

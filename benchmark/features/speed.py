@@ -1,0 +1,70 @@
+"""Speed benchmark: our extractors against the implementations they replace, same files, one run.
+
+* ``handcrafted36`` (vectorised, all 36 features) vs pyAudioAnalysis 0.3.14
+  ``ShortTermFeatures.feature_extraction`` (per-frame loop, its 34 features);
+* ``librosa46`` (one STFT) vs the seed's recipe (a librosa call per feature).
+
+Audio is decoded once beforehand and excluded from every timing; each method runs over all files
+``repeat`` times and the fastest pass counts (the usual guard against a busy machine).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import BenchError
+from .handcrafted import Handcrafted36Config, short_term_features
+from .librosa_set import Librosa46Config, one_stft_features, seed_recipe
+
+
+@dataclass
+class SpeedRow:
+    name: str
+    ours_s: float
+    reference: str
+    reference_s: float
+
+    @property
+    def ratio(self) -> float:
+        return self.reference_s / self.ours_s
+
+
+def best_time(function, signals, repeat: int) -> float:
+    function(signals[0])  # warm-up: caches, lazy imports
+    timings = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        for signal in signals:
+            function(signal)
+        timings.append(time.perf_counter() - start)
+    return min(timings)
+
+
+def run_speed_benchmark(signals: list[np.ndarray], sr: int = 16_000, repeat: int = 3) -> list[SpeedRow]:
+    try:
+        from pyAudioAnalysis import ShortTermFeatures
+    except ImportError:
+        raise BenchError("the speed benchmark needs pyAudioAnalysis; install the test extras: "
+                         "pip install -e '.[test]'") from None
+    hc = Handcrafted36Config()
+    window, step = int(round(hc.window_s * sr)), int(round(hc.step_s * sr))
+    lc = Librosa46Config()
+    return [
+        SpeedRow(
+            "handcrafted36",
+            best_time(lambda s: short_term_features(s, sr, window, step), signals, repeat),
+            "pyAudioAnalysis feature_extraction",
+            # pyAudioAnalysis expects int16-scaled samples
+            best_time(lambda s: ShortTermFeatures.feature_extraction(s * 32768.0, sr, window, step, deltas=False),
+                      signals, repeat),
+        ),
+        SpeedRow(
+            "librosa46",
+            best_time(lambda s: one_stft_features(s, sr, lc), signals, repeat),
+            "seed recipe (separate librosa calls)",
+            best_time(lambda s: seed_recipe(s, sr, lc), signals, repeat),
+        ),
+    ]

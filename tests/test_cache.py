@@ -1,0 +1,79 @@
+import subprocess
+import sys
+
+import numpy as np
+
+from benchmark.corpora import get_corpus
+from benchmark.features import get_feature_set
+from benchmark.features.cache import FeatureCache, content_hash
+from benchmark.features.extract import extract_features
+
+
+def items_of(root):
+    return [(u.id, u.path) for u in get_corpus("emodb", root=root).utterances()]
+
+
+def test_second_pass_comes_from_cache_with_same_values(small_emodb, tmp_path):
+    feature_set = get_feature_set("handcrafted36")
+    first = extract_features(items_of(small_emodb), feature_set, cache_dir=tmp_path, jobs=1, progress=False)
+    second = extract_features(items_of(small_emodb), feature_set, cache_dir=tmp_path, jobs=1, progress=False)
+    assert (first.computed, first.cached) == (14, 0) and (second.computed, second.cached) == (0, 14)
+    for uid, arrays in first.features.items():
+        np.testing.assert_array_equal(arrays["frames"], second.features[uid]["frames"])
+
+
+def test_parallel_extraction_equals_serial(small_emodb, tmp_path):
+    feature_set = get_feature_set("librosa46")
+    serial = extract_features(items_of(small_emodb), feature_set, use_cache=False, jobs=1, progress=False)
+    parallel = extract_features(items_of(small_emodb), feature_set, use_cache=False, jobs=2, progress=False)
+    assert serial.features.keys() == parallel.features.keys()
+    for uid in serial.features:
+        np.testing.assert_array_equal(serial.features[uid]["frames"], parallel.features[uid]["frames"])
+
+
+def test_bad_files_are_skipped_counted_and_cached_work_kept(small_emodb, tmp_path):
+    feature_set = get_feature_set("handcrafted36")
+    extract_features(items_of(small_emodb), feature_set, cache_dir=tmp_path, jobs=1, progress=False)
+    wavs = sorted((small_emodb / "wav").glob("*.wav"))
+    wavs[0].write_bytes(b"")  # empty
+    wavs[1].write_bytes(b"RIFF" + b"\x00" * 50)  # corrupt
+    result = extract_features(items_of(small_emodb), feature_set, cache_dir=tmp_path, jobs=2, progress=False)
+    assert len(result.failed) == 2 and result.cached == 12 and result.computed == 0
+    assert all(str(small_emodb) in message for message in result.failed.values())
+
+
+def test_corrupt_cache_entry_is_recomputed(small_emodb, tmp_path):
+    feature_set = get_feature_set("handcrafted36")
+    items = items_of(small_emodb)[:1]
+    extract_features(items, feature_set, cache_dir=tmp_path, jobs=1, progress=False)
+    cache = FeatureCache(tmp_path, feature_set)
+    cache.path(content_hash(items[0][1])).write_bytes(b"not an npz")
+    result = extract_features(items, feature_set, cache_dir=tmp_path, jobs=1, progress=False)
+    assert result.computed == 1 and cache.load(content_hash(items[0][1])) is not None
+
+
+def test_two_processes_extracting_at_once_corrupt_nothing(small_emodb, tmp_path):
+    script = (
+        "import sys\n"
+        "from benchmark.corpora import get_corpus\n"
+        "from benchmark.features import get_feature_set\n"
+        "from benchmark.features.extract import extract_features\n"
+        "if __name__ == '__main__':\n"
+        "    items = [(u.id, u.path) for u in get_corpus('emodb', root=sys.argv[1]).utterances()]\n"
+        "    r = extract_features(items, get_feature_set('handcrafted36'), cache_dir=sys.argv[2], jobs=1, progress=False)\n"
+        "    assert not r.failed, r.failed\n"
+    )
+    (tmp_path / "job.py").write_text(script)
+    cache_dir = tmp_path / "shared-cache"
+    procs = [subprocess.Popen([sys.executable, str(tmp_path / "job.py"), str(small_emodb), str(cache_dir)])
+             for _ in range(2)]
+    assert [p.wait(timeout=300) for p in procs] == [0, 0]
+    feature_set = get_feature_set("handcrafted36")
+    cache = FeatureCache(cache_dir, feature_set)
+    assert not list(cache.directory.rglob("*.tmp"))
+    for uid, path in items_of(small_emodb):
+        cached = cache.load(content_hash(path))
+        assert cached is not None
+        from benchmark.audio import load_audio
+
+        np.testing.assert_array_equal(cached["frames"], feature_set.extract(load_audio(path))["frames"])
