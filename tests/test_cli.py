@@ -1,0 +1,46 @@
+from typer.testing import CliRunner
+
+from benchmark.cli import app
+
+runner = CliRunner()
+
+
+def test_data_list_shows_real_corpora(data_dir, emodb_dir, urdu_dir):
+    result = runner.invoke(app, ["data", "list", "--data-dir", str(data_dir), "--speakers"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "emodb" in result.output and "535" in result.output and "400" in result.output
+    assert "anger 127" in result.output
+    assert "bench data download shemo" in result.output  # ShEMO audio absent: told how to get it
+
+
+def test_features_extract_then_cached(small_emodb, tmp_path):
+    args = ["features", "extract", "--corpus", "emodb", "--features", "handcrafted36",
+            "--data-dir", str(small_emodb.parent), "--cache-dir", str(tmp_path / "c"), "--jobs", "1"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "14 ok (14 computed, 0 from cache)" in first.output
+    second = runner.invoke(app, args)
+    assert "14 ok (0 computed, 14 from cache)" in second.output
+
+
+def test_features_extract_on_folder_manifest_with_a_bad_file(small_emodb, tmp_path):
+    wavs = sorted((small_emodb / "wav").glob("*.wav"))
+    wavs[0].write_bytes(b"")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("path,emotion,speaker\n" + "".join(f"{p},{'angry' if i % 2 else 'sad'},{p.stem[:2]}\n"
+                                                          for i, p in enumerate(wavs)))
+    result = runner.invoke(app, ["features", "extract", "--corpus", f"folder:{manifest}", "--features", "librosa46",
+                                 "--jobs", "1"], env={"COLUMNS": "300"})
+    assert result.exit_code == 0, result.output
+    assert "13 ok" in result.output and "1 skipped" in result.output and "empty" in result.output
+
+
+def test_bad_values_are_one_line_errors(tmp_path):
+    result = runner.invoke(app, ["features", "extract", "--corpus", "emodb", "--features", "mfcc999",
+                                 "--data-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "unknown feature set 'mfcc999'" in result.output
+    result = runner.invoke(app, ["features", "extract", "--corpus", "emodb", "--features", "librosa46",
+                                 "--data-dir", str(tmp_path)], env={"COLUMNS": "300"})
+    assert result.exit_code == 2 and "bench data download emodb" in result.output
+    result = runner.invoke(app, ["features", "list"])
+    assert result.exit_code == 0 and "handcrafted36" in result.output
