@@ -1,0 +1,49 @@
+"""``attn_blstm``: the report's code 2 "Attention_BLSTM", layer for layer.
+
+BLSTM(256, sequences + states) -> Dense 256 (no bias, tanh) -> Dense 1 (no bias) -> softmax over
+time ("alpha") -> weighted sum of BLSTM outputs, concatenated with the final forward/backward
+hidden states -> Dense softmax. With input (157, 46) and 6 classes: 758,022 trainable parameters.
+A Masking layer (no parameters) keeps padded frames out of the attention.
+"""
+
+from __future__ import annotations
+
+from ..models import register_model
+from .keras_base import KerasSequenceClassifier
+
+
+@register_model
+class AttentionBLSTM(KerasSequenceClassifier):
+    name = "attn_blstm"
+    description = "BLSTM + attention over time + final states (seed code 2, 758,022 params at 157x46, 6 classes)"
+
+    def __init__(self, units: int = 256, epochs: int = 30, batch_size: int = 32, learning_rate: float = 1e-3,
+                 patience: int = 10, validation_fraction: float = 0.15, class_weight: str | None = None,
+                 seed: int = 0, verbose: int = 0):
+        self.units = units
+        self.epochs, self.batch_size, self.learning_rate, self.patience = epochs, batch_size, learning_rate, patience
+        self.validation_fraction, self.class_weight, self.seed, self.verbose = validation_fraction, class_weight, seed, verbose
+
+    def build(self, n_features: int, n_classes: int, n_frames: int | None = None):
+        import keras
+        from keras import layers
+
+        from .keras_layers import MaskedTimeSoftmax, WeightedSum
+
+        inputs = keras.Input((n_frames, n_features), name="features")
+        masked = layers.Masking(mask_value=0.0)(inputs)
+        sequence, forward_h, _, backward_h, _ = layers.Bidirectional(
+            layers.LSTM(self.units, return_sequences=True, return_state=True), name="blstm")(masked)
+        scores = layers.Dense(self.units, use_bias=False, activation="tanh", name="attention_dense")(sequence)
+        scores = layers.Dense(1, use_bias=False, name="attention_score")(scores)
+        alpha = MaskedTimeSoftmax(name="alpha")(scores)
+        context = WeightedSum(name="dot")([sequence, alpha])
+        states = layers.Concatenate(name="final_states")([forward_h, backward_h])
+        combined = layers.Concatenate(name="context_and_states")([context, states])
+        outputs = layers.Dense(n_classes, activation="softmax", name="output")(combined)
+        return keras.Model(inputs, outputs, name="attn_blstm")
+
+    @staticmethod
+    def search_space(trial):
+        return {"units": trial.suggest_categorical("units", [32, 64, 128, 256]),
+                "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True)}

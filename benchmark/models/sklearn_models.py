@@ -1,0 +1,85 @@
+"""Static baselines on utterance-level functionals: RBF SVM (with scaling) and XGBoost."""
+
+from __future__ import annotations
+
+import numpy as np
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
+from sklearn.utils.class_weight import compute_sample_weight
+
+from ..models import register_model
+from .base import SERClassifier
+
+
+@register_model
+class SVMClassifier(SERClassifier):
+    """RBF SVC behind a StandardScaler fitted on the training fold only."""
+
+    name = "svm"
+    description = "RBF SVM with feature scaling, on utterance functionals"
+
+    def __init__(self, C: float = 10.0, gamma: str | float = "scale", class_weight: str | None = "balanced",
+                 seed: int = 0):
+        self.C, self.gamma, self.class_weight, self.seed = C, gamma, class_weight, seed
+
+    def fit(self, X, y, groups=None, callbacks=None):
+        target = self.encode(y)
+        self.pipeline_ = make_pipeline(
+            StandardScaler(),
+            SVC(C=self.C, gamma=self.gamma, class_weight=self.class_weight, probability=True, random_state=self.seed),
+        )
+        self.pipeline_.fit(np.asarray(X, dtype=np.float64), target)
+        return self
+
+    def predict_proba(self, X):
+        return self.pipeline_.predict_proba(np.asarray(X, dtype=np.float64))
+
+    def flavor_model(self):
+        return self.pipeline_
+
+    @staticmethod
+    def search_space(trial):
+        return {"C": trial.suggest_float("C", 1e-2, 1e3, log=True),
+                "gamma": trial.suggest_float("gamma", 1e-5, 1e-1, log=True)}
+
+
+@register_model
+class XGBoostClassifier(SERClassifier):
+    name = "xgboost"
+    description = "Gradient-boosted trees (XGBoost), on utterance functionals"
+    mlflow_flavor = "xgboost"
+
+    def __init__(self, n_estimators: int = 300, max_depth: int = 4, learning_rate: float = 0.1,
+                 subsample: float = 0.8, colsample_bytree: float = 0.5, class_weight: str | None = "balanced",
+                 n_jobs: int = 2, seed: int = 0):
+        self.n_estimators, self.max_depth, self.learning_rate = n_estimators, max_depth, learning_rate
+        self.subsample, self.colsample_bytree, self.class_weight = subsample, colsample_bytree, class_weight
+        self.n_jobs, self.seed = n_jobs, seed
+
+    def fit(self, X, y, groups=None, callbacks=None):
+        from xgboost import XGBClassifier
+
+        target = self.encode(y)
+        weights = compute_sample_weight(self.class_weight, target) if self.class_weight else None
+        self.booster_ = XGBClassifier(
+            n_estimators=self.n_estimators, max_depth=self.max_depth, learning_rate=self.learning_rate,
+            subsample=self.subsample, colsample_bytree=self.colsample_bytree, n_jobs=self.n_jobs,
+            random_state=self.seed, tree_method="hist", eval_metric="mlogloss",
+        )
+        self.booster_.fit(np.asarray(X, dtype=np.float32), target, sample_weight=weights)
+        return self
+
+    def predict_proba(self, X):
+        proba = self.booster_.predict_proba(np.asarray(X, dtype=np.float32))
+        return proba if proba.shape[1] == len(self.classes_) else np.column_stack([1 - proba[:, 0], proba[:, 0]])
+
+    def flavor_model(self):
+        return self.booster_
+
+    @staticmethod
+    def search_space(trial):
+        return {"n_estimators": trial.suggest_int("n_estimators", 100, 600, step=100),
+                "max_depth": trial.suggest_int("max_depth", 2, 8),
+                "learning_rate": trial.suggest_float("learning_rate", 0.01, 0.3, log=True),
+                "colsample_bytree": trial.suggest_float("colsample_bytree", 0.2, 1.0)}
