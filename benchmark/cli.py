@@ -173,6 +173,106 @@ def features_speed(
     console.print(table)
 
 
+def parse_assignments(items: list[str], option: str) -> dict:
+    """["units=64", "dropout=0.2"] -> {"units": 64, "dropout": 0.2} (values read as YAML scalars)."""
+    import yaml
+
+    out = {}
+    for item in items:
+        if "=" not in item:
+            raise BenchError(f"{option} {item!r}: expected NAME=VALUE, e.g. {option} units=64")
+        key, value = item.split("=", 1)
+        out[key.strip()] = yaml.safe_load(value)
+    return out
+
+
+def print_summary(result, title: str) -> None:
+    table = Table("fold", "n_test", "WA", "UAR", "macro-F1", title=title)
+    for row in result.folds:
+        table.add_row(row["fold"], str(row["n_test"]), f"{row['wa']:.3f}", f"{row['uar']:.3f}", f"{row['macro_f1']:.3f}")
+    pooled = result.pooled
+    table.add_row("[bold]pooled[/]", str(sum(r["n_test"] for r in result.folds)), f"[bold]{pooled['wa']:.3f}[/]",
+                  f"[bold]{pooled['uar']:.3f}[/] [{pooled['uar_ci_low']:.3f}, {pooled['uar_ci_high']:.3f}]",
+                  f"{pooled['macro_f1']:.3f}")
+    console.print(table)
+    console.print(f"classes: {', '.join(result.classes)}; {result.n_utterances} utterances"
+                  + (f", {len(result.skipped)} files skipped" if result.skipped else "")
+                  + f"; MLflow run {result.run_id}" + (f"; model {result.model_uri}" if result.model_uri else ""))
+
+
+@app.command("run")
+@friendly_errors
+def run_command(
+    model: Optional[str] = typer.Option(None, "--model", help="local_attn_blstm, attn_blstm, svm, xgboost"),
+    features: Optional[str] = typer.Option(None, "--features", help="Feature set [default: the model's own]."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="within_corpus [default] or cross_corpus"),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Within-corpus corpus [default: emodb]."),
+    train_corpus: Optional[str] = typer.Option(None, "--train-corpus", help="Cross-corpus training corpus [emodb]."),
+    test_corpus: Optional[str] = typer.Option(None, "--test-corpus", help="Cross-corpus test corpus [shemo]."),
+    classes: Optional[str] = typer.Option(None, "--classes", help="all, 2, 4, 5, 6, 7 or a list like anger,sadness."),
+    split: Optional[str] = typer.Option(None, "--split", help="speaker [default] or random (the seed's 80/20)."),
+    folds: Optional[int] = typer.Option(None, "--folds", min=2, help="Speaker-grouped folds for >12 speakers [5]."),
+    norm: Optional[str] = typer.Option(None, "--norm", help="none, global or speaker [default: speaker]."),
+    seed: Optional[int] = typer.Option(None, "--seed"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Keras models only."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Keras models only."),
+    param: list[str] = typer.Option([], "--param", help="Model hyper-parameter NAME=VALUE (repeatable)."),
+    feature_param: list[str] = typer.Option([], "--feature-param", help="Feature-set option NAME=VALUE."),
+    max_per_speaker_class: Optional[int] = typer.Option(None, "--max-per-speaker-class", min=1,
+                                                        help="Small slice: N utterances per speaker and emotion."),
+    max_speakers: Optional[int] = typer.Option(None, "--max-speakers", min=2, help="Small slice: first N speakers."),
+    final_model: Optional[bool] = typer.Option(None, "--final-model/--no-final-model",
+                                               help="Log a deployable model (refit on all data after CV)."),
+    experiment: Optional[Path] = typer.Option(None, "--experiment", help="Run every cell of an experiments/*.yaml grid."),
+    experiment_name: Optional[str] = typer.Option(None, "--experiment-name", help="MLflow experiment [ser-bench]."),
+    run_name: Optional[str] = typer.Option(None, "--run-name"),
+    register: Optional[str] = typer.Option(None, "--register", help="Register the model under this name."),
+    data_dir: Optional[Path] = DataDir,
+    cache_dir: Optional[Path] = CacheDir,
+    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Feature extraction processes."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="[default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]"),
+):
+    """Train and evaluate a model under a protocol; log everything to MLflow."""
+    from .runner import RunConfig, Runtime, run
+
+    given = {key: value for key, value in {
+        "model": model, "features": features, "protocol": protocol, "corpus": corpus,
+        "train_corpus": train_corpus, "test_corpus": test_corpus, "classes": classes, "split": split,
+        "folds": folds, "norm": norm, "seed": seed, "epochs": epochs, "batch_size": batch_size,
+        "max_per_speaker_class": max_per_speaker_class, "max_speakers": max_speakers, "final_model": final_model,
+    }.items() if value is not None}
+    if param:
+        given["model_params"] = parse_assignments(param, "--param")
+    if feature_param:
+        given["feature_params"] = parse_assignments(feature_param, "--feature-param")
+    if experiment:
+        from .experiments import load_experiment
+
+        spec = load_experiment(experiment)
+        cells, mlflow_experiment = [{**cell, **given} for cell in spec.cells], experiment_name or spec.name
+    else:
+        if "model" not in given:
+            raise BenchError("--model is required (or --experiment FILE); e.g. bench run --model svm")
+        cells, mlflow_experiment = [given], experiment_name or "ser-bench"
+    failures = 0
+    for number, cell in enumerate(cells, start=1):
+        config = RunConfig(**cell)
+        runtime = Runtime(data_dir=str(data_dir) if data_dir else None, cache_dir=str(cache_dir) if cache_dir else None,
+                          jobs=jobs, tracking_uri=tracking_uri, experiment=mlflow_experiment, run_name=run_name,
+                          register=register)
+        title = (f"[{number}/{len(cells)}] " if len(cells) > 1 else "") + \
+            f"{config.model} / {config.resolved_features()} / {config.protocol}"
+        try:
+            print_summary(run(config, runtime), title)
+        except BenchError as exc:
+            if len(cells) == 1:
+                raise
+            failures += 1
+            err_console.print(f"[bold red]error[/] in {title}: {exc}", highlight=False, soft_wrap=True)
+    if failures:
+        raise BenchError(f"{failures} of {len(cells)} runs failed (marked FAILED in MLflow); see the messages above")
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

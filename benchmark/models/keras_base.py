@@ -28,6 +28,7 @@ def configure_tensorflow() -> None:
         return
     import tensorflow as tf
 
+    tf.get_logger().setLevel("ERROR")  # retracing notices for every new fold model are expected
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
     try:
         tf.config.threading.set_intra_op_parallelism_threads(max(1, cores // 2))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
@@ -25,9 +26,12 @@ class SVMClassifier(SERClassifier):
 
     def fit(self, X, y, groups=None, callbacks=None):
         target = self.encode(y)
+        # Platt-scaled probabilities from internal cross-validation (what SVC(probability=True) did)
+        folds = int(max(2, min(5, np.bincount(target).min())))
+        svc = SVC(C=self.C, gamma=self.gamma, class_weight=self.class_weight, random_state=self.seed)
         self.pipeline_ = make_pipeline(
             StandardScaler(),
-            SVC(C=self.C, gamma=self.gamma, class_weight=self.class_weight, probability=True, random_state=self.seed),
+            CalibratedClassifierCV(svc, method="sigmoid", ensemble=False, cv=folds),
         )
         self.pipeline_.fit(np.asarray(X, dtype=np.float64), target)
         return self
@@ -37,6 +41,9 @@ class SVMClassifier(SERClassifier):
 
     def flavor_model(self):
         return self.pipeline_
+
+    # scikit-learn classes inside the pipeline that MLflow's skops loader must be told are safe
+    trusted_types = ("sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration")
 
     @staticmethod
     def search_space(trial):

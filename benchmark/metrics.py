@@ -1,0 +1,49 @@
+"""Honest SER metrics from scikit-learn: WA (accuracy), UAR (balanced accuracy), macro-F1,
+per-class recall and the confusion matrix, plus a bootstrap 95% interval for UAR.
+
+WA weights every utterance equally and flatters the majority class; UAR weights every emotion
+equally and is the field's headline number for imbalanced corpora. Both are always reported.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy.stats import bootstrap
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, recall_score
+
+
+def classification_metrics(y_true, y_pred, labels) -> dict[str, float]:
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    with warnings.catch_warnings():  # a fold may lack a class: sklearn warns, the number is still right
+        warnings.simplefilter("ignore")
+        recalls = recall_score(y_true, y_pred, labels=list(labels), average=None, zero_division=0)
+        result = {
+            "wa": float(accuracy_score(y_true, y_pred)),
+            "uar": float(balanced_accuracy_score(y_true, y_pred)),
+            "macro_f1": float(f1_score(y_true, y_pred, labels=list(labels), average="macro", zero_division=0)),
+        }
+    present = set(y_true.tolist())
+    result.update({f"recall_{label}": float(r) for label, r in zip(labels, recalls) if label in present})
+    return result
+
+
+def uar_interval(y_true, y_pred, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap 95% interval of UAR, resampling utterances."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    if len(np.unique(y_true)) < 2 or y_true.size < 5:
+        return float("nan"), float("nan")
+
+    def statistic(true, pred):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return balanced_accuracy_score(true, pred)
+
+    result = bootstrap((y_true, y_pred), statistic, paired=True, vectorized=False, n_resamples=resamples,
+                       method="percentile", random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def confusion(y_true, y_pred, labels) -> np.ndarray:
+    return confusion_matrix(y_true, y_pred, labels=list(labels))

@@ -1,0 +1,305 @@
+"""``bench run``: one model x feature set x protocol, every fold and the pooled result in MLflow.
+
+Order of work: resolve and validate everything (typos fail before a run exists), load corpora,
+extract features through the cache, then one nested MLflow run per fold. Scalers and
+normalisation are fitted on each training fold only. A failure marks the parent run FAILED with
+the error, while the folds already finished stay logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .corpora import get_corpus
+from .errors import BenchError
+from .features import get_feature_set
+from .features.extract import extract_features
+from .features.functionals import utterance_vector
+from .metrics import classification_metrics, uar_interval
+from .models import MODELS, get_model
+from .protocols import ProtocolConfig, get_protocol
+from .protocols.normalise import Normaliser
+
+log = logging.getLogger(__name__)
+
+# Each model's feature set when none is given: the report's pairing for its two networks.
+DEFAULT_FEATURES = {"local_attn_blstm": "handcrafted36", "attn_blstm": "librosa46", "svm": "egemaps",
+                    "xgboost": "egemaps"}
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines a run's numbers (logged as MLflow params)."""
+
+    model: str = "svm"
+    features: str | None = None
+    protocol: str = "within_corpus"
+    corpus: str = "emodb"
+    train_corpus: str = "emodb"
+    test_corpus: str = "shemo"
+    classes: str = "all"
+    split: str = "speaker"
+    folds: int = 5
+    norm: str = "speaker"
+    seed: int = 0
+    epochs: int | None = None
+    batch_size: int | None = None
+    model_params: dict[str, Any] = field(default_factory=dict)
+    feature_params: dict[str, Any] = field(default_factory=dict)
+    max_per_speaker_class: int | None = None  # a small slice of the corpus, for tests and quick looks
+    max_speakers: int | None = None  # keep only the first N speakers of each corpus (also a small slice)
+    final_model: bool = True
+
+    def resolved_features(self) -> str:
+        return self.features or DEFAULT_FEATURES.get(self.model, "handcrafted36")
+
+    def protocol_config(self) -> ProtocolConfig:
+        return ProtocolConfig(corpus=self.corpus, train_corpus=self.train_corpus, test_corpus=self.test_corpus,
+                              classes=str(self.classes), split=self.split, folds=self.folds, seed=self.seed)
+
+    def model_kwargs(self) -> dict[str, Any]:
+        if self.model not in MODELS:
+            raise BenchError(f"unknown model {self.model!r}; choose one of {', '.join(sorted(MODELS))}")
+        known = MODELS[self.model]().get_params()
+        kwargs = {"seed": self.seed} if "seed" in known else {}
+        if self.epochs is not None:
+            kwargs["epochs"] = self.epochs
+        if self.batch_size is not None:
+            kwargs["batch_size"] = self.batch_size
+        unsupported = [k for k in ("epochs", "batch_size") if k in kwargs and k not in known]
+        if unsupported:
+            raise BenchError(f"--{unsupported[0].replace('_', '-')} applies to the Keras models only, not {self.model}")
+        return {**kwargs, **self.model_params}
+
+
+@dataclass
+class Runtime:
+    """Where things are and how to run; does not change the numbers (not logged as params)."""
+
+    data_dir: str | None = None
+    cache_dir: str | None = None
+    jobs: int | None = None
+    tracking_uri: str | None = None
+    experiment: str = "ser-bench"
+    run_name: str | None = None
+    register: str | None = None
+    progress: bool = True
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    classes: tuple[str, ...]
+    folds: list[dict[str, Any]]
+    pooled: dict[str, float]
+    n_utterances: int
+    skipped: dict[str, str]
+    model_uri: str | None = None
+
+
+def subsample(utterances: list, per_speaker_class: int | None, max_speakers: int | None = None) -> list:
+    """The first N utterances (by id) of every speaker x emotion, of the first M speakers."""
+    speakers = sorted({u.speaker for u in utterances})[:max_speakers] if max_speakers else None
+    kept, seen = [], {}
+    for utt in sorted(utterances, key=lambda u: u.id):
+        if speakers is not None and utt.speaker not in speakers:
+            continue
+        key = (utt.corpus, utt.speaker, utt.emotion)
+        if not per_speaker_class or seen.get(key, 0) < per_speaker_class:
+            seen[key] = seen.get(key, 0) + 1
+            kept.append(utt)
+    return kept
+
+
+def model_inputs(model_cls, arrays_list: list[dict[str, np.ndarray]], feature_name: str):
+    if model_cls.input_kind == "sequence":
+        if any("frames" not in arrays for arrays in arrays_list):
+            raise BenchError(f"feature set {feature_name} has no frame-level features; model {model_cls.name} "
+                             f"needs sequences (use handcrafted36, librosa46 or egemaps)")
+        return [arrays["frames"].astype(np.float32) for arrays in arrays_list]
+    return np.stack([utterance_vector(arrays) for arrays in arrays_list])
+
+
+def take(X, index: np.ndarray):
+    return X[index] if isinstance(X, np.ndarray) else [X[i] for i in index]
+
+
+def prepare(config: RunConfig, runtime: Runtime):
+    """Validate the config and load the protocol's utterances (before any MLflow run exists)."""
+    feature_set = get_feature_set(config.resolved_features(), **config.feature_params)
+    get_model(config.model, **config.model_kwargs())  # validates parameters
+    Normaliser(config.norm)
+    protocol = get_protocol(config.protocol, config.protocol_config())
+    by_corpus = {}
+    for name in protocol.corpus_names():
+        if name.startswith("folder:"):
+            corpus = get_corpus("folder", root=name.split(":", 1)[1])
+        else:
+            corpus = get_corpus(name, data_dir=runtime.data_dir)
+        by_corpus[name] = [u if u.corpus == name else _rename(u, name)
+                           for u in subsample(corpus.utterances(), config.max_per_speaker_class, config.max_speakers)]
+    data = protocol.select(by_corpus)
+    return feature_set, protocol, data, by_corpus
+
+
+def _rename(utt, corpus_name):
+    from dataclasses import replace
+
+    return replace(utt, corpus=corpus_name)
+
+
+def fit_and_predict(config: RunConfig, X, labels, groups, train, test, callbacks=None):
+    """Normalise with training statistics, fit on ``train``, predict ``test``."""
+    normaliser = Normaliser(config.norm).fit(take(X, train), groups[train])
+    X_train = normaliser.transform(take(X, train), groups[train])
+    model = get_model(config.model, **config.model_kwargs())
+    model.fit(X_train, labels[train], groups=groups[train], callbacks=callbacks)
+    proba = model.predict_proba(normaliser.transform(take(X, test), groups[test])) if len(test) else None
+    return model, normaliser, proba
+
+
+def run(config: RunConfig, runtime: Runtime = Runtime()) -> RunResult:
+    import mlflow
+    import pandas as pd
+
+    from . import tracking
+
+    feature_set, protocol, data, by_corpus = prepare(config, runtime)
+    folds = protocol.folds(data)
+    model_cls = type(get_model(config.model))
+    tracking.use_store(runtime.tracking_uri, runtime.experiment)
+    run_name = runtime.run_name or f"{config.model}-{feature_set.name}-{config.protocol}"
+    with mlflow.start_run(run_name=run_name) as parent:
+        try:
+            return _run_folds(config, runtime, feature_set, protocol, data, by_corpus, folds, model_cls, parent, pd)
+        except BaseException as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            mlflow.set_tag("error", f"{type(exc).__name__}: {message}"[:5000])
+            raise
+
+
+def _run_folds(config, runtime, feature_set, protocol, data, by_corpus, folds, model_cls, parent, pd):
+    import mlflow
+
+    from . import tracking
+
+    resolved = asdict(config)
+    resolved["features"] = feature_set.name
+    resolved["feature_params"] = asdict(feature_set.config)
+    resolved["model_params"] = get_model(config.model, **config.model_kwargs()).get_params()
+    resolved["classes_resolved"] = ",".join(data.classes)
+    mlflow.log_params(tracking.flat_params(resolved))
+    mlflow.set_tags({
+        "git_commit": tracking.git_commit(),
+        "feature_cache_key": feature_set.cache_key(),
+        "model": config.model, "features": feature_set.name, "protocol": config.protocol,
+        "classes": ",".join(data.classes), "n_classes": str(len(data.classes)),
+        "corpora": ",".join(protocol.corpus_names()),
+        **{f"corpus_fingerprint.{name}": _fingerprint(utts) for name, utts in by_corpus.items()},
+    })
+
+    extraction = extract_features([(u.id + "@" + u.corpus, u.path) for u in data.utterances], feature_set,
+                                  cache_dir=runtime.cache_dir, jobs=runtime.jobs, progress=runtime.progress)
+    keep = np.array([f"{u.id}@{u.corpus}" in extraction.features for u in data.utterances])
+    mlflow.log_metrics({"n_skipped_files": len(extraction.failed), "n_utterances": int(keep.sum())})
+    if extraction.failed:
+        mlflow.log_text("\n".join(extraction.failed.values()), "skipped_files.txt")
+    if not keep.any():
+        raise BenchError("no utterance could be read; see skipped_files.txt")
+    index_map = np.cumsum(keep) - 1
+    utterances = [u for u, k in zip(data.utterances, keep) if k]
+    labels, groups = data.labels[keep], data.groups[keep]
+    X = model_inputs(model_cls, [extraction.features[f"{u.id}@{u.corpus}"] for u in utterances], feature_set.name)
+
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    fold_rows, prediction_rows, last_fold = [], [], None
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  disable=not runtime.progress, transient=True) as bar:
+        task = bar.add_task(f"{config.model} folds", total=len(folds))
+        for fold in folds:
+            train = index_map[fold.train][keep[fold.train]]
+            test = index_map[fold.test][keep[fold.test]]
+            if len(test) == 0:
+                log.warning("fold %s has no readable test utterance; skipped", fold.name)
+                continue
+            with mlflow.start_run(run_name=fold.name, nested=True):
+                mlflow.set_tags({"fold": fold.name, "test_speakers": ",".join(sorted(set(groups[test])))[:5000]})
+                start = time.perf_counter()
+                callbacks = [tracking.epoch_logger()] if model_cls.input_kind == "sequence" else None
+                model, normaliser, proba = fit_and_predict(config, X, labels, groups, train, test, callbacks)
+                predicted = model.classes_[np.argmax(proba, axis=1)]
+                metrics = classification_metrics(labels[test], predicted, data.classes)
+                mlflow.log_metrics({**metrics, "n_train": len(train), "n_test": len(test),
+                                    "fit_seconds": time.perf_counter() - start})
+            fold_rows.append({"fold": fold.name, "n_train": len(train), "n_test": len(test), **metrics})
+            for row, i in enumerate(test):
+                utt = utterances[i]
+                prediction_rows.append({
+                    "id": utt.id, "corpus": utt.corpus, "speaker": utt.speaker, "fold": fold.name,
+                    "true": labels[i], "predicted": predicted[row],
+                    **{f"p_{c}": float(proba[row, list(model.classes_).index(c)]) if c in model.classes_ else 0.0
+                       for c in data.classes},
+                })
+            last_fold = (model, normaliser)
+            bar.advance(task)
+
+    predictions = pd.DataFrame(prediction_rows)
+    pooled = classification_metrics(predictions["true"], predictions["predicted"], data.classes)
+    pooled["uar_ci_low"], pooled["uar_ci_high"] = uar_interval(predictions["true"], predictions["predicted"],
+                                                               seed=config.seed)
+    pooled["fold_uar_mean"] = float(np.mean([r["uar"] for r in fold_rows]))
+    pooled["fold_uar_std"] = float(np.std([r["uar"] for r in fold_rows]))
+    mlflow.log_metrics(pooled)
+    tracking.log_table(predictions, "predictions.csv")
+    tracking.log_table(pd.DataFrame(fold_rows), "folds.csv")
+    tracking.log_confusion_matrices(predictions["true"], predictions["predicted"], data.classes)
+    from sklearn.metrics import classification_report
+
+    mlflow.log_text(classification_report(predictions["true"], predictions["predicted"], labels=list(data.classes),
+                                          zero_division=0, digits=4), "classification_report.txt")
+
+    model_uri = None
+    if config.final_model:
+        model_uri = _log_final_model(config, runtime, feature_set, model_cls, X, labels, groups, folds, last_fold,
+                                     data.classes)
+    return RunResult(parent.info.run_id, data.classes, fold_rows, pooled, len(utterances), extraction.failed,
+                     model_uri)
+
+
+def _log_final_model(config, runtime, feature_set, model_cls, X, labels, groups, folds, last_fold, classes):
+    """The deployable model: the single fold's model, or a refit on all training data after CV."""
+    import mlflow
+
+    from . import tracking
+
+    if len(folds) == 1:  # cross-corpus or a single random split: that fold's model is the model
+        model, normaliser = last_fold
+    else:
+        everything = np.arange(len(labels))
+        model, normaliser, _ = fit_and_predict(config, X, labels, groups, everything, everything[:0])
+    sequence = model_cls.input_kind == "sequence"
+    n_features = (X[0].shape[1] if sequence else X.shape[1])
+    metadata = {"label_map": [str(c) for c in model.classes_], "feature_set": feature_set.name,
+                "feature_params": asdict(feature_set.config), "input_kind": model_cls.input_kind,
+                "norm": config.norm, "model": config.model, "ser_bench_protocol": config.protocol}
+    mlflow.log_dict(normaliser.to_dict(), "preprocessing/normaliser.json")
+    mlflow.log_dict({"label_map": metadata["label_map"]}, "label_map.json")
+    info = tracking.log_model(model_cls.mlflow_flavor, model.flavor_model(),
+                              tracking.tensor_signature(n_features, len(model.classes_), sequence), metadata,
+                              registered_name=runtime.register, trusted_types=getattr(model, "trusted_types", ()))
+    return info.model_uri
+
+
+def _fingerprint(utterances) -> str:
+    import hashlib
+
+    digest = hashlib.sha256()
+    for utt in sorted(utterances, key=lambda u: u.id):
+        digest.update(f"{utt.id}|{utt.emotion}|{utt.speaker}|{utt.path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
