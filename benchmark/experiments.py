@@ -4,6 +4,7 @@
     description: free text
     base: {protocol: within_corpus, corpus: emodb, norm: speaker}   # shared by every cell
     grid: {model: [svm, xgboost], features: [egemaps, librosa46]}   # every combination is a run
+    runs: [{protocol: cross_corpus, classes: "5"}]                   # extra single runs (on top of base)
 
 Keys are the fields of :class:`benchmark.runner.RunConfig`.
 """
@@ -39,14 +40,17 @@ def load_experiment(path: str | Path) -> Experiment:
         raise BenchError(f"{path}: invalid YAML ({str(exc).splitlines()[0]})") from None
     if not isinstance(spec, dict):
         raise BenchError(f"{path}: expected a mapping with name, base and grid")
-    unknown_top = sorted(set(spec) - {"name", "description", "base", "grid"})
+    unknown_top = sorted(set(spec) - {"name", "description", "base", "grid", "runs"})
     if unknown_top:
-        raise BenchError(f"{path}: unknown key(s) {', '.join(unknown_top)}; use name, description, base, grid")
+        raise BenchError(f"{path}: unknown key(s) {', '.join(unknown_top)}; use name, description, base, grid, runs")
     base = spec.get("base") or {}
     grid = spec.get("grid") or {}
-    for key in list(base) + list(grid):
+    runs = spec.get("runs") or []
+    for key in list(base) + list(grid) + [k for run in runs for k in run]:
         if key not in CONFIG_KEYS:
             raise BenchError(f"{path}: unknown run setting {key!r}; known: {', '.join(sorted(CONFIG_KEYS))}")
     axes = {key: values if isinstance(values, list) else [values] for key, values in grid.items()}
-    cells = [{**base, **dict(zip(axes, combo))} for combo in itertools.product(*axes.values())] or [dict(base)]
+    cells = [{**base, **dict(zip(axes, combo))} for combo in itertools.product(*axes.values())] if axes else []
+    cells += [{**base, **run} for run in runs]
+    cells = cells or [dict(base)]
     return Experiment(spec.get("name") or path.stem, spec.get("description", ""), cells)

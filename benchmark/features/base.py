@@ -43,6 +43,8 @@ class FeatureSet(ABC):
     config_class: ClassVar[type[FeatureConfig]] = FeatureConfig
     # Python packages whose versions change the numbers (part of the cache key).
     libraries: ClassVar[tuple[str, ...]] = ("numpy", "scipy")
+    # Extract in a worker process even for one file (a native library that clashes with others).
+    needs_own_process: ClassVar[bool] = False
 
     def __init__(self, config: FeatureConfig | None = None, **overrides: Any):
         base = config if config is not None else self.config_class()

@@ -114,7 +114,7 @@ def extract_features(
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, disable=not progress, transient=True) as bar:
         task = bar.add_task(f"{feature_set.name}", total=len(items))
-        if jobs == 1 or len(items) < 2:
+        if (jobs == 1 or len(items) < 2) and not feature_set.needs_own_process:
             for uid, path in items:
                 record(uid, *features_of_file(Path(path), feature_set, cache))
                 bar.advance(task)
@@ -122,7 +122,7 @@ def extract_features(
             method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
             init = (feature_set.name, feature_set.config, str(root) if root else None)
             with ProcessPoolExecutor(
-                max_workers=min(jobs, len(items)), mp_context=multiprocessing.get_context(method),
+                max_workers=max(1, min(jobs, len(items))), mp_context=multiprocessing.get_context(method),
                 initializer=_init_worker, initargs=init,
             ) as pool:
                 futures = [pool.submit(_work, (uid, str(path))) for uid, path in items]

@@ -37,6 +37,9 @@ class OpenSmileConfig(FeatureConfig):
 
 class OpenSmileSet(FeatureSet):
     config_class = OpenSmileConfig
+    # openSMILE's native library corrupts the heap of a process that has loaded TensorFlow
+    # ("malloc(): invalid size"), so it always runs in a clean worker process.
+    needs_own_process = True
     libraries = ("numpy", "opensmile")
     smile_set: str = ""
 

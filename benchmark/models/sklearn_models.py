@@ -26,18 +26,25 @@ class SVMClassifier(SERClassifier):
 
     def fit(self, X, y, groups=None, callbacks=None):
         target = self.encode(y)
-        # Platt-scaled probabilities from internal cross-validation (what SVC(probability=True) did)
-        folds = int(max(2, min(5, np.bincount(target).min())))
         svc = SVC(C=self.C, gamma=self.gamma, class_weight=self.class_weight, random_state=self.seed)
-        self.pipeline_ = make_pipeline(
-            StandardScaler(),
-            CalibratedClassifierCV(svc, method="sigmoid", ensemble=False, cv=folds),
-        )
+        smallest = int(np.bincount(target).min())
+        if smallest >= 2:
+            # Platt-scaled probabilities from internal cross-validation (what SVC(probability=True) did)
+            svc = CalibratedClassifierCV(svc, method="sigmoid", ensemble=False, cv=min(5, smallest))
+        # else: a class with one example cannot be calibrated; predict_proba falls back to a softmax
+        # of the one-vs-rest decision values (tiny slices only)
+        self.pipeline_ = make_pipeline(StandardScaler(), svc)
         self.pipeline_.fit(np.asarray(X, dtype=np.float64), target)
         return self
 
     def predict_proba(self, X):
-        return self.pipeline_.predict_proba(np.asarray(X, dtype=np.float64))
+        X = np.asarray(X, dtype=np.float64)
+        if hasattr(self.pipeline_, "predict_proba"):
+            return self.pipeline_.predict_proba(X)
+        scores = self.pipeline_.decision_function(X)
+        scores = np.column_stack([-scores, scores]) if scores.ndim == 1 else scores
+        scores = np.exp(scores - scores.max(axis=1, keepdims=True))
+        return scores / scores.sum(axis=1, keepdims=True)
 
     def flavor_model(self):
         return self.pipeline_

@@ -156,8 +156,9 @@ def tensor_signature(n_features: int, n_classes: int, sequence: bool):
     from mlflow.types.schema import Schema, TensorSpec
 
     shape = (-1, -1, n_features) if sequence else (-1, n_features)
-    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), shape, "features")]),
-                          outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_classes), "probabilities")]))
+    # unnamed tensors: pyfunc then hands the array itself to the flavour (not a {name: array} dict)
+    return ModelSignature(inputs=Schema([TensorSpec(np.dtype(np.float32), shape)]),
+                          outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_classes))]))
 
 
 def log_model(flavor: str, model, signature, metadata: dict, registered_name: str | None = None, name: str = "model",

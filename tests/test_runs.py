@@ -1,0 +1,139 @@
+"""Every model through every protocol on slices of real EMO-DB (and URDU, and a ShEMO-layout
+corpus), then the MLflow store itself is queried for runs, metrics, artifacts and models."""
+
+import numpy as np
+import pytest
+
+from benchmark.errors import BenchError
+from benchmark.runner import RunConfig, Runtime, run
+
+SMALL = {
+    "local_attn_blstm": {"epochs": 1, "batch_size": 8, "model_params": {"dense_units": 16, "lstm_units": 8}},
+    "attn_blstm": {"epochs": 1, "batch_size": 8, "model_params": {"units": 8}},
+    "svm": {},
+    "xgboost": {"model_params": {"n_estimators": 20}},
+}
+PROTOCOLS = {
+    "speaker": {"protocol": "within_corpus", "max_speakers": 3, "max_per_speaker_class": 1},
+    "random": {"protocol": "within_corpus", "split": "random", "max_speakers": 3, "max_per_speaker_class": 2},
+    "emodb->urdu": {"protocol": "cross_corpus", "train_corpus": "emodb", "test_corpus": "urdu", "max_speakers": 4,
+                    "max_per_speaker_class": 2},
+    "emodb->shemo": {"protocol": "cross_corpus", "train_corpus": "emodb", "test_corpus": "shemo", "classes": "5",
+                     "max_speakers": 4, "max_per_speaker_class": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    root = tmp_path_factory.mktemp("mlflow")
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+@pytest.fixture(scope="module")
+def corpora_dir(tmp_path_factory, emodb_dir, urdu_dir, shemo_dir):
+    """A data root with the real EMO-DB and URDU beside the ShEMO-layout corpus."""
+    root = tmp_path_factory.mktemp("data")
+    for name, target in (("emodb", emodb_dir), ("urdu", urdu_dir), ("shemo", shemo_dir)):
+        (root / name).symlink_to(target)
+    return root
+
+
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory):
+    return str(tmp_path_factory.mktemp("features"))
+
+
+def runtime(store, corpora_dir, cache_dir, **kw):
+    return Runtime(data_dir=str(corpora_dir), cache_dir=cache_dir, tracking_uri=store, jobs=1, progress=False, **kw)
+
+
+@pytest.mark.parametrize("protocol", sorted(PROTOCOLS))
+@pytest.mark.parametrize("model", sorted(SMALL))
+def test_model_through_protocol_is_tracked(model, protocol, store, corpora_dir, cache_dir):
+    import mlflow
+    from mlflow import MlflowClient
+
+    config = RunConfig(model=model, **SMALL[model], **PROTOCOLS[protocol])
+    result = run(config, runtime(store, corpora_dir, cache_dir))
+
+    client = MlflowClient(tracking_uri=store)
+    parent = client.get_run(result.run_id)
+    assert parent.info.status == "FINISHED"
+    assert parent.data.params["model"] == model and parent.data.params["protocol"] == config.protocol
+    assert parent.data.tags["feature_cache_key"] and parent.data.tags["git_commit"]
+    for name in ("wa", "uar", "macro_f1", "uar_ci_low", "uar_ci_high"):
+        assert 0.0 <= parent.data.metrics[name] <= 1.0
+    assert parent.data.metrics["uar_ci_low"] <= parent.data.metrics["uar"] <= parent.data.metrics["uar_ci_high"]
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{result.run_id}'")
+    assert len(children) == len(result.folds) >= 1
+    assert {c.data.tags["fold"] for c in children} == {f["fold"] for f in result.folds}
+    if model in ("local_attn_blstm", "attn_blstm"):
+        history = client.get_metric_history(children[0].info.run_id, "epoch_loss")
+        assert len(history) == 1  # one epoch
+    artifacts = {a.path for a in client.list_artifacts(result.run_id)}
+    assert {"confusion_counts.png", "confusion_normalised.png", "confusion_counts.csv", "predictions.csv",
+            "classification_report.txt", "label_map.json"} <= artifacts
+
+    import benchmark.models  # noqa: F401  (registers the custom Keras layers)
+
+    loaded = mlflow.pyfunc.load_model(result.model_uri)
+    metadata = loaded.metadata.metadata
+    assert metadata["label_map"] == list(result.classes) and metadata["model"] == model
+    n_features = loaded.metadata.get_input_schema().inputs[0].shape[-1]
+    shape = (2, 40, n_features) if metadata["input_kind"] == "sequence" else (2, n_features)
+    output = np.asarray(loaded.predict(np.random.default_rng(0).standard_normal(shape).astype(np.float32)))
+    assert output.shape[0] == 2
+
+
+def test_cross_corpus_without_shemo_audio_is_a_clear_error(tmp_path, emodb_dir, store):
+    (tmp_path / "emodb").symlink_to(emodb_dir)
+    with pytest.raises(BenchError, match="bench data download shemo"):
+        run(RunConfig(model="svm", protocol="cross_corpus"), Runtime(data_dir=str(tmp_path), tracking_uri=store))
+
+
+def test_failed_run_is_marked_failed_and_keeps_finished_folds(store, corpora_dir, cache_dir, monkeypatch):
+    from mlflow import MlflowClient
+
+    import benchmark.runner as runner
+
+    real, calls = runner.fit_and_predict, []
+
+    def fail_on_third_fold(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("disk full while training")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "fit_and_predict", fail_on_third_fold)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run(RunConfig(model="svm", features="handcrafted36", max_speakers=4, max_per_speaker_class=2),
+            runtime(store, corpora_dir, cache_dir, run_name="doomed"))
+    client = MlflowClient(tracking_uri=store)
+    (parent,) = client.search_runs(client.get_experiment_by_name("ser-bench").experiment_id,
+                                   filter_string="attributes.run_name = 'doomed'")
+    assert parent.info.status == "FAILED" and "disk full" in parent.data.tags["error"]
+    children = client.search_runs([parent.info.experiment_id],
+                                  filter_string=f"tags.mlflow.parentRunId = '{parent.info.run_id}'")
+    finished = [c for c in children if c.info.status == "FINISHED"]
+    assert len(finished) == 2 and all("uar" in c.data.metrics for c in finished)
+
+
+def test_register_puts_the_model_in_the_registry(store, corpora_dir, cache_dir):
+    from mlflow import MlflowClient
+
+    run(RunConfig(model="svm", features="handcrafted36", max_speakers=3, max_per_speaker_class=1),
+        runtime(store, corpora_dir, cache_dir, register="ser-svm"))
+    versions = MlflowClient(tracking_uri=store).search_model_versions("name = 'ser-svm'")
+    assert len(versions) == 1
+
+
+def test_bad_values_fail_before_any_run(store, corpora_dir):
+    for config, message in ((RunConfig(model="svm", norm="zscore"), "--norm"),
+                            (RunConfig(model="svm", epochs=3), "Keras models only"),
+                            (RunConfig(model="attn_blstm", features="compare"), None),
+                            (RunConfig(model="svm", protocol="loso"), "unknown protocol")):
+        if message is None:
+            continue
+        with pytest.raises(BenchError, match=message):
+            run(config, Runtime(data_dir=str(corpora_dir), tracking_uri=store))
