@@ -22,7 +22,7 @@ from .features.extract import extract_features
 from .features.functionals import utterance_vector
 from .metrics import classification_metrics, uar_interval
 from .models import MODELS, get_model
-from .protocols import ProtocolConfig, get_protocol
+from .protocols import Fold, ProtocolConfig, get_protocol
 from .protocols.normalise import Normaliser
 
 log = logging.getLogger(__name__)
@@ -153,37 +153,84 @@ def _rename(utt, corpus_name):
     return replace(utt, corpus=corpus_name)
 
 
-def fit_and_predict(config: RunConfig, X, labels, groups, train, test, callbacks=None):
-    """Normalise with training statistics, fit on ``train``, predict ``test``."""
+def fit_and_predict(config: RunConfig, X, labels, groups, train, test, callbacks=None, params=None):
+    """Normalise with training statistics, fit on ``train``, predict ``test``.
+
+    ``params`` (e.g. tuned hyper-parameters) override the config's model parameters.
+    """
     normaliser = Normaliser(config.norm).fit(take(X, train), groups[train])
     X_train = normaliser.transform(take(X, train), groups[train])
-    model = get_model(config.model, **config.model_kwargs())
+    model = get_model(config.model, **{**config.model_kwargs(), **(params or {})})
     model.fit(X_train, labels[train], groups=groups[train], callbacks=callbacks)
     proba = model.predict_proba(normaliser.transform(take(X, test), groups[test])) if len(test) else None
     return model, normaliser, proba
 
 
-def run(config: RunConfig, runtime: Runtime = Runtime()) -> RunResult:
+@dataclass
+class Inputs:
+    """A protocol's data ready for models: features of every readable utterance, and its folds."""
+
+    utterances: list
+    X: Any  # list of (frames, features) arrays for sequence models, else (utterances, features)
+    labels: np.ndarray
+    groups: np.ndarray
+    folds: list[Fold]  # indices into the arrays above
+    classes: tuple[str, ...]
+    skipped: dict[str, str]
+
+
+def build_inputs(config: RunConfig, runtime: Runtime, feature_set, protocol, data) -> Inputs:
+    """Extract (or load from cache) features; drop unreadable files; map the folds onto what is left."""
+    extraction = extract_features([(f"{u.id}@{u.corpus}", u.path) for u in data.utterances], feature_set,
+                                  cache_dir=runtime.cache_dir, jobs=runtime.jobs, progress=runtime.progress)
+    keep = np.array([f"{u.id}@{u.corpus}" in extraction.features for u in data.utterances])
+    if not keep.any():
+        raise BenchError("no utterance could be read: " + next(iter(extraction.failed.values()), ""))
+    index_map = np.cumsum(keep) - 1
+    utterances = [u for u, k in zip(data.utterances, keep) if k]
+    model_cls = type(get_model(config.model))
+    X = model_inputs(model_cls, [extraction.features[f"{u.id}@{u.corpus}"] for u in utterances], feature_set.name)
+    folds = [Fold(f.name, index_map[f.train][keep[f.train]], index_map[f.test][keep[f.test]])
+             for f in protocol.folds(data)]
+    return Inputs(utterances, X, data.labels[keep], data.groups[keep], folds, data.classes, extraction.failed)
+
+
+def run(config: RunConfig, runtime: Runtime = Runtime(), tuned: "TunedParams | None" = None) -> RunResult:
+    """Evaluate ``config`` under its protocol; ``tuned`` supplies per-fold hyper-parameters."""
     import mlflow
     import pandas as pd
 
     from . import tracking
 
     feature_set, protocol, data, by_corpus = prepare(config, runtime)
-    folds = protocol.folds(data)
     model_cls = type(get_model(config.model))
     tracking.use_store(runtime.tracking_uri, runtime.experiment)
     run_name = runtime.run_name or f"{config.model}-{feature_set.name}-{config.protocol}"
     with mlflow.start_run(run_name=run_name) as parent:
         try:
-            return _run_folds(config, runtime, feature_set, protocol, data, by_corpus, folds, model_cls, parent, pd)
+            return _run_folds(config, runtime, feature_set, protocol, data, by_corpus, model_cls, parent, pd, tuned)
         except BaseException as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             mlflow.set_tag("error", f"{type(exc).__name__}: {message}"[:5000])
             raise
 
 
-def _run_folds(config, runtime, feature_set, protocol, data, by_corpus, folds, model_cls, parent, pd):
+@dataclass
+class TunedParams:
+    """Hyper-parameters from an Optuna study: one set per outer fold, and one for the final model."""
+
+    study: str
+    by_fold: dict[str, dict[str, Any]]
+    final: dict[str, Any]
+
+    def for_fold(self, name: str) -> dict[str, Any]:
+        if name not in self.by_fold:
+            raise BenchError(f"study {self.study} has no tuned parameters for fold {name}; "
+                             f"run `bench tune` with the same protocol options first")
+        return self.by_fold[name]
+
+
+def _run_folds(config, runtime, feature_set, protocol, data, by_corpus, model_cls, parent, pd, tuned):
     import mlflow
 
     from . import tracking
@@ -203,18 +250,13 @@ def _run_folds(config, runtime, feature_set, protocol, data, by_corpus, folds, m
         **{f"corpus_fingerprint.{name}": _fingerprint(utts) for name, utts in by_corpus.items()},
     })
 
-    extraction = extract_features([(u.id + "@" + u.corpus, u.path) for u in data.utterances], feature_set,
-                                  cache_dir=runtime.cache_dir, jobs=runtime.jobs, progress=runtime.progress)
-    keep = np.array([f"{u.id}@{u.corpus}" in extraction.features for u in data.utterances])
-    mlflow.log_metrics({"n_skipped_files": len(extraction.failed), "n_utterances": int(keep.sum())})
-    if extraction.failed:
-        mlflow.log_text("\n".join(extraction.failed.values()), "skipped_files.txt")
-    if not keep.any():
-        raise BenchError("no utterance could be read; see skipped_files.txt")
-    index_map = np.cumsum(keep) - 1
-    utterances = [u for u, k in zip(data.utterances, keep) if k]
-    labels, groups = data.labels[keep], data.groups[keep]
-    X = model_inputs(model_cls, [extraction.features[f"{u.id}@{u.corpus}"] for u in utterances], feature_set.name)
+    if tuned is not None:
+        mlflow.set_tag("tuned_by_study", tuned.study)
+    inputs = build_inputs(config, runtime, feature_set, protocol, data)
+    mlflow.log_metrics({"n_skipped_files": len(inputs.skipped), "n_utterances": len(inputs.utterances)})
+    if inputs.skipped:
+        mlflow.log_text("\n".join(inputs.skipped.values()), "skipped_files.txt")
+    utterances, X, labels, groups, folds = inputs.utterances, inputs.X, inputs.labels, inputs.groups, inputs.folds
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -223,8 +265,7 @@ def _run_folds(config, runtime, feature_set, protocol, data, by_corpus, folds, m
                   disable=not runtime.progress, transient=True) as bar:
         task = bar.add_task(f"{config.model} folds", total=len(folds))
         for fold in folds:
-            train = index_map[fold.train][keep[fold.train]]
-            test = index_map[fold.test][keep[fold.test]]
+            train, test = fold.train, fold.test
             if len(test) == 0:
                 log.warning("fold %s has no readable test utterance; skipped", fold.name)
                 continue
@@ -232,7 +273,10 @@ def _run_folds(config, runtime, feature_set, protocol, data, by_corpus, folds, m
                 mlflow.set_tags({"fold": fold.name, "test_speakers": ",".join(sorted(set(groups[test])))[:5000]})
                 start = time.perf_counter()
                 callbacks = [tracking.epoch_logger()] if model_cls.input_kind == "sequence" else None
-                model, normaliser, proba = fit_and_predict(config, X, labels, groups, train, test, callbacks)
+                params = tuned.for_fold(fold.name) if tuned else None
+                if params:
+                    mlflow.log_params({f"tuned.{k}": v for k, v in params.items()})
+                model, normaliser, proba = fit_and_predict(config, X, labels, groups, train, test, callbacks, params)
                 predicted = model.classes_[np.argmax(proba, axis=1)]
                 metrics = classification_metrics(labels[test], predicted, data.classes)
                 mlflow.log_metrics({**metrics, "n_train": len(train), "n_test": len(test),
@@ -267,12 +311,12 @@ def _run_folds(config, runtime, feature_set, protocol, data, by_corpus, folds, m
     model_uri = None
     if config.final_model:
         model_uri = _log_final_model(config, runtime, feature_set, model_cls, X, labels, groups, folds, last_fold,
-                                     data.classes)
-    return RunResult(parent.info.run_id, data.classes, fold_rows, pooled, len(utterances), extraction.failed,
+                                     tuned.final if tuned else None)
+    return RunResult(parent.info.run_id, data.classes, fold_rows, pooled, len(utterances), inputs.skipped,
                      model_uri)
 
 
-def _log_final_model(config, runtime, feature_set, model_cls, X, labels, groups, folds, last_fold, classes):
+def _log_final_model(config, runtime, feature_set, model_cls, X, labels, groups, folds, last_fold, final_params):
     """The deployable model: the single fold's model, or a refit on all training data after CV."""
     import mlflow
 
@@ -282,7 +326,8 @@ def _log_final_model(config, runtime, feature_set, model_cls, X, labels, groups,
         model, normaliser = last_fold
     else:
         everything = np.arange(len(labels))
-        model, normaliser, _ = fit_and_predict(config, X, labels, groups, everything, everything[:0])
+        model, normaliser, _ = fit_and_predict(config, X, labels, groups, everything, everything[:0],
+                                               params=final_params)
     sequence = model_cls.input_kind == "sequence"
     n_features = (X[0].shape[1] if sequence else X.shape[1])
     metadata = {"label_map": [str(c) for c in model.classes_], "feature_set": feature_set.name,
