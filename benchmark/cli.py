@@ -231,9 +231,17 @@ def run_command(
     cache_dir: Optional[Path] = CacheDir,
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Feature extraction processes."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="[default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]"),
+    params_from: Optional[str] = typer.Option(None, "--params-from", help="Use the best parameters of this Optuna study."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage of --params-from [sqlite:///optuna.db]."),
 ):
     """Train and evaluate a model under a protocol; log everything to MLflow."""
     from .runner import RunConfig, Runtime, run
+
+    tuned = None
+    if params_from:
+        from .tuning import load_tuned
+
+        tuned = load_tuned(params_from, storage)
 
     given = {key: value for key, value in {
         "model": model, "features": features, "protocol": protocol, "corpus": corpus,
@@ -263,7 +271,7 @@ def run_command(
         title = (f"[{number}/{len(cells)}] " if len(cells) > 1 else "") + \
             f"{config.model} / {config.resolved_features()} / {config.protocol}"
         try:
-            print_summary(run(config, runtime), title)
+            print_summary(run(config, runtime, tuned), title)
         except BenchError as exc:
             if len(cells) == 1:
                 raise
@@ -271,6 +279,52 @@ def run_command(
             err_console.print(f"[bold red]error[/] in {title}: {exc}", highlight=False, soft_wrap=True)
     if failures:
         raise BenchError(f"{failures} of {len(cells)} runs failed (marked FAILED in MLflow); see the messages above")
+
+
+@app.command("tune")
+@friendly_errors
+def tune_command(
+    model: str = typer.Option(..., "--model"),
+    features: Optional[str] = typer.Option(None, "--features"),
+    protocol: str = typer.Option("within_corpus", "--protocol"),
+    corpus: str = typer.Option("emodb", "--corpus"),
+    train_corpus: str = typer.Option("emodb", "--train-corpus"),
+    test_corpus: str = typer.Option("shemo", "--test-corpus"),
+    classes: str = typer.Option("all", "--classes"),
+    split: str = typer.Option("speaker", "--split"),
+    norm: str = typer.Option("speaker", "--norm"),
+    seed: int = typer.Option(0, "--seed"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
+    max_per_speaker_class: Optional[int] = typer.Option(None, "--max-per-speaker-class", min=1),
+    max_speakers: Optional[int] = typer.Option(None, "--max-speakers", min=2),
+    trials: int = typer.Option(20, "--trials", min=1, help="Trials per study (finished + running, all workers)."),
+    timeout: Optional[float] = typer.Option(None, "--timeout", min=1, help="Seconds per study and worker."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name [model-features-protocol-corpus-classes]."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL [sqlite:///optuna.db]."),
+    jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes sharing the study."),
+    inner_folds: int = typer.Option(3, "--inner-folds", min=2, help="Speaker-grouped inner folds."),
+    experiment_name: str = typer.Option("ser-bench-tuning", "--experiment-name"),
+    data_dir: Optional[Path] = DataDir,
+    cache_dir: Optional[Path] = CacheDir,
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
+):
+    """Tune a model's hyper-parameters with Optuna on training speakers only (nested)."""
+    from .runner import RunConfig, Runtime
+    from .tuning import TuneOptions, tune
+
+    config = RunConfig(model=model, features=features, protocol=protocol, corpus=corpus, train_corpus=train_corpus,
+                       test_corpus=test_corpus, classes=classes, split=split, norm=norm, seed=seed, epochs=epochs,
+                       max_per_speaker_class=max_per_speaker_class, max_speakers=max_speakers, final_model=False)
+    runtime = Runtime(data_dir=str(data_dir) if data_dir else None, cache_dir=str(cache_dir) if cache_dir else None,
+                      tracking_uri=tracking_uri, experiment=experiment_name)
+    name, best = tune(config, runtime, TuneOptions(trials=trials, timeout=timeout, study=study, storage=storage,
+                                                   jobs=jobs, inner_folds=inner_folds))
+    table = Table("study", "trials", "best inner UAR", "best parameters", title=f"study {name}")
+    for suffix, info in best.items():
+        table.add_row(f"{name}@{suffix}", str(info["trials"]), f"{info['value']:.3f}",
+                      ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info["params"].items()))
+    console.print(table)
+    console.print(f"use them: bench run --model {model} ... --params-from {name}")
 
 
 def main() -> None:  # pragma: no cover - console entry point

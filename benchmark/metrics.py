@@ -29,6 +29,13 @@ def classification_metrics(y_true, y_pred, labels) -> dict[str, float]:
     return result
 
 
+def uar(y_true, y_pred) -> float:
+    """Unweighted average recall (balanced accuracy) without sklearn's warnings on tiny folds."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return float(balanced_accuracy_score(y_true, y_pred))
+
+
 def uar_interval(y_true, y_pred, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
     """Percentile bootstrap 95% interval of UAR, resampling utterances."""
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)

@@ -1,0 +1,258 @@
+"""``bench tune``: Optuna studies whose objective never sees the outer test data.
+
+The objective is the mean UAR over speaker-grouped inner folds of a *training* pool. With one
+outer fold (cross-corpus, a random split) the pool is that fold's training part and there is one
+study. With speaker cross-validation (LOSO, grouped k-fold) tuning is nested: one study per outer
+fold, named ``<study>@<fold>``, tuned on that fold's training speakers only, plus ``<study>@all``
+on every speaker for the deployable final model (which is never evaluated). ``bench run
+--params-from <study>`` then gives each outer fold its own best parameters.
+
+Studies live in an SQLAlchemy storage (default: ``sqlite:///optuna.db``), so a killed study
+resumes with the same command and several workers on several machines can share one study: each
+worker stops once the study holds ``--trials`` finished or running trials. Every trial is an
+MLflow run nested under the study's run.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
+
+from .errors import BenchError
+from .metrics import uar as unweighted_recall
+from .models import MODELS, get_model
+from .runner import Inputs, RunConfig, Runtime, TunedParams, build_inputs, fit_and_predict, prepare, take
+
+DEFAULT_STORAGE = "optuna.db"
+
+
+@dataclass
+class TuneOptions:
+    trials: int = 20
+    timeout: float | None = None  # seconds per study and worker
+    study: str | None = None
+    storage: str | None = None
+    jobs: int = 1  # worker processes sharing the study
+    inner_folds: int = 3
+
+
+def storage_url(storage: str | None) -> str:
+    return storage or f"sqlite:///{Path.cwd() / DEFAULT_STORAGE}"
+
+
+def open_storage(url: str):
+    import optuna
+
+    kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
+    # heartbeats let a later run mark trials of a killed worker as failed instead of running forever
+    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=30, grace_period=90)
+
+
+def default_study_name(config: RunConfig) -> str:
+    corpus = config.corpus if config.protocol == "within_corpus" else f"{config.train_corpus}-{config.test_corpus}"
+    return f"{config.model}-{config.resolved_features()}-{config.protocol}-{corpus}-{config.classes}"
+
+
+def inner_splitter(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int):
+    speakers = len(np.unique(groups))
+    if speakers >= folds:
+        return StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    if speakers >= 2:
+        return GroupKFold(n_splits=speakers)
+    return StratifiedKFold(n_splits=min(folds, int(np.bincount(np.unique(labels, return_inverse=True)[1]).min())),
+                           shuffle=True, random_state=seed)
+
+
+def pools(inputs: Inputs) -> list[tuple[str, np.ndarray]]:
+    """(suffix, training indices): one per outer fold, plus "all" after cross-validation."""
+    if len(inputs.folds) == 1:
+        return [(inputs.folds[0].name, inputs.folds[0].train)]
+    return [(f.name, f.train) for f in inputs.folds] + [("all", np.arange(len(inputs.labels)))]
+
+
+def make_objective(config: RunConfig, inputs: Inputs, pool: np.ndarray, options: TuneOptions, study_run_id: str,
+                   tracking_uri: str):
+    import mlflow
+    import optuna
+
+    model_cls = MODELS[config.model]
+    labels, groups = inputs.labels[pool], inputs.groups[pool]
+    X = take(inputs.X, pool)
+    splits = list(inner_splitter(labels, groups, options.inner_folds, config.seed)
+                  .split(np.zeros((len(labels), 1)), labels, groups))
+    epochs = config.model_kwargs().get("epochs", getattr(model_cls(), "epochs", 1))
+
+    def objective(trial: optuna.Trial) -> float:
+        params = model_cls.search_space(trial)
+        mlflow.set_tracking_uri(tracking_uri)
+        # nested under the study's run by tag: that run is not active in this (maybe other) process
+        with mlflow.start_run(run_name=f"trial-{trial.number}",
+                              tags={"mlflow.parentRunId": study_run_id, "optuna_trial": str(trial.number),
+                                    "optuna_study": trial.study.study_name, "ser_bench_kind": "trial"}):
+            mlflow.log_params(params)
+            scores = []
+            for k, (train, valid) in enumerate(splits):
+                callbacks = None
+                if model_cls.input_kind == "sequence":
+                    callbacks = [epoch_pruner(trial, X, labels, groups, valid, config, k * epochs)]
+                try:
+                    model, normaliser, proba = fit_and_predict(config, X, labels, groups, train, valid,
+                                                               callbacks, params)
+                except optuna.TrialPruned:
+                    mlflow.set_tag("pruned", "true")
+                    raise
+                uar = unweighted_recall(labels[valid], model.classes_[np.argmax(proba, axis=1)])
+                scores.append(uar)
+                mlflow.log_metric("inner_uar", uar, step=k)
+                if model_cls.input_kind == "vector":
+                    trial.report(float(np.mean(scores)), step=k)
+                    if trial.should_prune():
+                        mlflow.set_tag("pruned", "true")
+                        raise optuna.TrialPruned()
+            value = float(np.mean(scores))
+            mlflow.log_metric("mean_inner_uar", value)
+            return value
+
+    return objective
+
+
+def epoch_pruner(trial, X, labels, groups, valid, config: RunConfig, offset: int):
+    """Keras callback: report the inner validation UAR every epoch and prune bad trials early."""
+    import keras
+    import optuna
+
+    class EpochPruner(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            from .models.keras_base import pad_batch
+            from .protocols.normalise import Normaliser
+
+            del logs
+            train = np.setdiff1d(np.arange(len(labels)), valid)
+            normaliser = Normaliser(config.norm).fit(take(X, train), groups[train])
+            batch = pad_batch(normaliser.transform(take(X, valid), groups[valid]))
+            proba = np.asarray(self.model(batch, training=False))
+            classes = np.unique(labels[train])
+            uar = unweighted_recall(labels[valid], classes[np.argmax(proba, axis=1)])
+            trial.report(float(uar), step=offset + epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+    return EpochPruner()
+
+
+def study_run(client_experiment: str, study_name: str, attrs: dict[str, Any]) -> str:
+    """The MLflow run that stands for a study (created once, found again on resume)."""
+    import mlflow
+
+    experiment = mlflow.get_experiment_by_name(client_experiment)
+    found = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.optuna_study = '{study_name}' "
+                               f"and tags.ser_bench_kind = 'study'", output_format="list")
+    if found:
+        return found[0].info.run_id
+    with mlflow.start_run(run_name=f"study {study_name}") as run:
+        mlflow.set_tags({"optuna_study": study_name, "ser_bench_kind": "study", **attrs})
+        return run.info.run_id
+
+
+def finished_or_running(study) -> int:
+    import optuna
+
+    states = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.RUNNING)
+    return len(study.get_trials(deepcopy=False, states=states))
+
+
+def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_name: str) -> dict[str, dict]:
+    """One worker: run every study of the protocol until each holds ``options.trials`` trials."""
+    import mlflow
+    import optuna
+
+    from . import tracking
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    feature_set, protocol, data, _ = prepare(config, runtime)
+    inputs = build_inputs(config, runtime, feature_set, protocol, data)
+    tracking.use_store(runtime.tracking_uri, runtime.experiment)
+    tracking_uri = mlflow.get_tracking_uri()
+    storage = open_storage(storage_url(options.storage))
+    attrs = {"model": config.model, "features": feature_set.name, "protocol": config.protocol,
+             "config": {k: v for k, v in asdict(config).items() if k != "model_params"}}
+    best = {}
+    for suffix, pool in pools(inputs):
+        name = f"{base_name}@{suffix}"
+        study = optuna.create_study(
+            study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=config.seed), pruner=optuna.pruners.MedianPruner(n_startup_trials=3))
+        for key, value in attrs.items():
+            study.set_user_attr(key, value)
+        run_id = study_run(runtime.experiment, name, {"model": config.model, "features": feature_set.name,
+                                                     "protocol": config.protocol})
+        study.set_user_attr("mlflow_run_id", run_id)
+        stop = optuna.study.MaxTrialsCallback(
+            options.trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
+                                    optuna.trial.TrialState.RUNNING))
+        if finished_or_running(study) < options.trials:
+            study.optimize(make_objective(config, inputs, pool, options, run_id, tracking_uri), n_trials=None,
+                           timeout=options.timeout, callbacks=[stop], catch=(BenchError,))
+        completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+        if completed:
+            study.set_user_attr("best_params", study.best_params)
+            with mlflow.start_run(run_id=run_id):
+                mlflow.log_metric("best_inner_uar", study.best_value)
+                mlflow.log_dict(study.best_params, "best_params.json")
+            best[suffix] = {"params": study.best_params, "value": study.best_value, "trials": len(study.trials)}
+    return best
+
+
+def _worker(config: RunConfig, runtime: Runtime, options: TuneOptions, base_name: str) -> dict:
+    return optimise(config, runtime, options, base_name)
+
+
+def tune(config: RunConfig, runtime: Runtime, options: TuneOptions) -> tuple[str, dict[str, dict]]:
+    """Run the protocol's studies with ``options.jobs`` worker processes; returns (study name, best)."""
+    if config.model not in MODELS:
+        get_model(config.model)
+    if not MODELS[config.model].search_space(_Probe()):
+        raise BenchError(f"model {config.model} declares no search space")
+    name = options.study or default_study_name(config)
+    if options.jobs <= 1:
+        return name, optimise(config, runtime, options, name)
+    from concurrent.futures import ProcessPoolExecutor
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    quiet = Runtime(**{**asdict(runtime), "progress": False})
+    with ProcessPoolExecutor(options.jobs, mp_context=multiprocessing.get_context(method)) as pool:
+        results = [pool.submit(_worker, config, quiet, options, name) for _ in range(options.jobs)]
+        outcome = [r.result() for r in results]
+    return name, outcome[-1]
+
+
+class _Probe:
+    """Stands in for a trial to check that a model declares a search space."""
+
+    def suggest_float(self, name, low, high, **kw):
+        return low
+
+    def suggest_int(self, name, low, high, **kw):
+        return low
+
+    def suggest_categorical(self, name, choices):
+        return choices[0]
+
+
+def load_tuned(study: str, storage: str | None = None) -> TunedParams:
+    """Best parameters of ``study`` (per outer fold, and for the final model) for ``bench run``."""
+    import optuna
+
+    summaries = optuna.get_all_study_summaries(open_storage(storage_url(storage)), include_best_trial=True)
+    by_fold = {s.study_name.split("@", 1)[1]: s.best_trial.params for s in summaries
+               if s.study_name.startswith(f"{study}@") and s.best_trial is not None}
+    if not by_fold:
+        known = sorted({s.study_name.split("@")[0] for s in summaries})
+        raise BenchError(f"no finished study {study!r} in {storage_url(storage)}; known: {', '.join(known) or 'none'}")
+    final = by_fold.get("all") or next(iter(by_fold.values()))
+    return TunedParams(study, by_fold, final)
