@@ -45,12 +45,24 @@ def storage_url(storage: str | None) -> str:
     return storage or f"sqlite:///{Path.cwd() / DEFAULT_STORAGE}"
 
 
-def open_storage(url: str):
+def open_storage(url: str, attempts: int = 5):
+    """Optuna's RDB storage; retried because workers starting together race to create its tables."""
+    import time
+    import warnings
+
     import optuna
 
     kwargs = {"connect_args": {"timeout": 60}} if url.startswith("sqlite") else {}
-    # heartbeats let a later run mark trials of a killed worker as failed instead of running forever
-    return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=30, grace_period=90)
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                # heartbeats let a later run mark a killed worker's trials as failed, not running forever
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=30, grace_period=90)
+        except Exception as exc:  # sqlalchemy OperationalError / IntegrityError while another creates tables
+            if attempt == attempts - 1:
+                raise BenchError(f"cannot open Optuna storage {url} ({str(exc).splitlines()[0]})") from None
+            time.sleep(1.0 + attempt)
 
 
 def default_study_name(config: RunConfig) -> str:
@@ -145,18 +157,41 @@ def epoch_pruner(trial, X, labels, groups, valid, config: RunConfig, offset: int
     return EpochPruner()
 
 
-def study_run(client_experiment: str, study_name: str, attrs: dict[str, Any]) -> str:
-    """The MLflow run that stands for a study (created once, found again on resume)."""
+def study_run(study, tags: dict[str, str]) -> str:
+    """The MLflow run that stands for a study: created once, its id kept in the study's attributes.
+
+    Two workers starting at the same moment may both create one; the last id written wins and
+    the loser deletes its own, so every trial ends up under one run.
+    """
+    import time
+
     import mlflow
 
-    experiment = mlflow.get_experiment_by_name(client_experiment)
-    found = mlflow.search_runs([experiment.experiment_id], filter_string=f"tags.optuna_study = '{study_name}' "
-                               f"and tags.ser_bench_kind = 'study'", output_format="list")
-    if found:
-        return found[0].info.run_id
-    with mlflow.start_run(run_name=f"study {study_name}") as run:
-        mlflow.set_tags({"optuna_study": study_name, "ser_bench_kind": "study", **attrs})
-        return run.info.run_id
+    existing = study.user_attrs.get("mlflow_run_id")
+    if existing:
+        return existing
+    with mlflow.start_run(run_name=f"study {study.study_name}",
+                          tags={"optuna_study": study.study_name, "ser_bench_kind": "study", **tags}) as run:
+        mine = run.info.run_id
+    study.set_user_attr("mlflow_run_id", mine)
+    time.sleep(1.0)
+    winner = study.user_attrs["mlflow_run_id"]
+    if winner != mine:
+        mlflow.delete_run(mine)
+    return winner
+
+
+def shared(options: TuneOptions) -> bool:
+    """A study other workers may join: several local jobs, or an explicitly given storage."""
+    return options.jobs > 1 or options.storage is not None
+
+
+def sampler_seed(config: RunConfig, options: TuneOptions) -> int:
+    """The run's seed for a lone worker (reproducible); mixed with the process id for a shared
+    study, or every worker would propose the same points."""
+    import os
+
+    return config.seed if not shared(options) else (config.seed * 1_000_003 + os.getpid()) % 2**31
 
 
 def finished_or_running(study) -> int:
@@ -186,12 +221,11 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
         name = f"{base_name}@{suffix}"
         study = optuna.create_study(
             study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=config.seed), pruner=optuna.pruners.MedianPruner(n_startup_trials=3))
+            sampler=optuna.samplers.TPESampler(seed=sampler_seed(config, options), constant_liar=shared(options)),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3))
         for key, value in attrs.items():
             study.set_user_attr(key, value)
-        run_id = study_run(runtime.experiment, name, {"model": config.model, "features": feature_set.name,
-                                                     "protocol": config.protocol})
-        study.set_user_attr("mlflow_run_id", run_id)
+        run_id = study_run(study, {"model": config.model, "features": feature_set.name, "protocol": config.protocol})
         stop = optuna.study.MaxTrialsCallback(
             options.trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
                                     optuna.trial.TrialState.RUNNING))

@@ -51,8 +51,24 @@ def artifact_root_for(uri: str) -> str | None:
     return None
 
 
-def use_store(uri: str | None = None, experiment: str = "ser-bench") -> str:
-    """Point MLflow at the store and make sure ``experiment`` exists; returns its id."""
+def use_store(uri: str | None = None, experiment: str = "ser-bench", attempts: int = 5) -> str:
+    """Point MLflow at the store and make sure ``experiment`` exists; returns its id.
+
+    Retried: processes starting together race to create the sqlite schema and the experiment.
+    """
+    import time
+
+    for attempt in range(attempts):
+        try:
+            return _use_store(uri, experiment)
+        except Exception:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
+
+
+def _use_store(uri: str | None, experiment: str) -> str:
     quiet_mlflow()
     import mlflow
 

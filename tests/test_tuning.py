@@ -1,0 +1,110 @@
+"""Optuna tuning on real EMO-DB slices with real sqlite storage and a real MLflow store."""
+
+import subprocess
+import sys
+
+import numpy as np
+import optuna
+import pytest
+
+from benchmark.runner import RunConfig, Runtime, build_inputs, prepare
+from benchmark.tuning import TuneOptions, load_tuned, pools, tune
+
+SLICE = {"max_speakers": 3, "max_per_speaker_class": 2, "features": "handcrafted36"}
+
+
+@pytest.fixture
+def stores(tmp_path):
+    return {"storage": f"sqlite:///{tmp_path / 'optuna.db'}", "tracking": f"sqlite:///{tmp_path / 'mlflow.db'}",
+            "cache": str(tmp_path / "cache")}
+
+
+def runtime(data_dir, stores):
+    return Runtime(data_dir=str(data_dir), cache_dir=stores["cache"], tracking_uri=stores["tracking"],
+                   experiment="tuning", progress=False)
+
+
+def test_nested_pools_never_contain_the_outer_test_speaker(data_dir, emodb_dir):
+    config = RunConfig(model="svm", **SLICE)
+    rt = Runtime(data_dir=str(data_dir), progress=False)
+    feature_set, protocol, data, _ = prepare(config, rt)
+    inputs = build_inputs(config, rt, feature_set, protocol, data)
+    named = dict(pools(inputs))
+    assert set(named) == {f.name for f in inputs.folds} | {"all"}
+    for fold in inputs.folds:
+        assert not set(inputs.groups[named[fold.name]]) & set(inputs.groups[fold.test])
+    assert len(named["all"]) == len(inputs.labels)
+
+
+def test_tune_then_run_with_params_from(data_dir, emodb_dir, stores):
+    from mlflow import MlflowClient
+
+    from benchmark.runner import run
+
+    config = RunConfig(model="svm", **SLICE)
+    name, best = tune(config, runtime(data_dir, stores), TuneOptions(trials=3, storage=stores["storage"]))
+    assert set(best) == {"speaker-03", "speaker-08", "speaker-09", "all"}
+    summaries = optuna.get_all_study_summaries(stores["storage"])
+    assert sorted(s.study_name for s in summaries) == sorted(f"{name}@{k}" for k in best)
+    assert all(s.n_trials == 3 for s in summaries)
+
+    # resuming with the same command adds nothing; asking for more adds only the difference
+    tune(config, runtime(data_dir, stores), TuneOptions(trials=3, storage=stores["storage"]))
+    tune(config, runtime(data_dir, stores), TuneOptions(trials=5, storage=stores["storage"]))
+    assert all(s.n_trials == 5 for s in optuna.get_all_study_summaries(stores["storage"]))
+
+    client = MlflowClient(tracking_uri=stores["tracking"])
+    experiment = client.get_experiment_by_name("tuning").experiment_id
+    study_runs = client.search_runs([experiment], "tags.ser_bench_kind = 'study'")
+    assert len(study_runs) == 4
+    trial_runs = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{study_runs[0].info.run_id}'")
+    assert len(trial_runs) == 5 and all("C" in r.data.params for r in trial_runs)
+
+    tuned = load_tuned(name, stores["storage"])
+    assert tuned.final == optuna.load_study(study_name=f"{name}@all", storage=stores["storage"]).best_params
+    result = run(config, runtime(data_dir, stores), tuned)
+    parent = client.get_run(result.run_id)
+    assert parent.data.tags["tuned_by_study"] == name
+    child = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}' "
+                               "and tags.fold = 'speaker-08'")[0]
+    assert float(child.data.params["tuned.C"]) == pytest.approx(tuned.by_fold["speaker-08"]["C"])
+
+
+def test_two_worker_processes_share_one_study(data_dir, emodb_dir, stores, tmp_path):
+    args = [sys.executable, "-m", "benchmark.cli", "tune", "--model", "svm", "--features", "handcrafted36",
+            "--protocol", "cross_corpus", "--test-corpus", "urdu", "--max-speakers", "3",
+            "--max-per-speaker-class", "2", "--trials", "8", "--study", "shared", "--storage", stores["storage"],
+            "--tracking-uri", stores["tracking"], "--data-dir", str(data_dir), "--cache-dir", stores["cache"]]
+    # warm the feature cache first so both workers start optimising at the same time
+    subprocess.run(args[:-12] + ["--trials", "1", "--study", "warm", "--storage", f"sqlite:///{tmp_path / 'w.db'}",
+                                 "--tracking-uri", stores["tracking"], "--data-dir", str(data_dir),
+                                 "--cache-dir", stores["cache"]], check=True, capture_output=True)
+    workers = [subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for _ in range(2)]
+    outputs = [w.communicate(timeout=600)[0].decode() for w in workers]
+    assert [w.returncode for w in workers] == [0, 0], outputs
+    (study,) = [optuna.load_study(study_name=s.study_name, storage=stores["storage"])
+                for s in optuna.get_all_study_summaries(stores["storage"])]
+    states = [t.state for t in study.trials]
+    assert len(states) == 8
+    assert all(s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for s in states)
+    assert sorted(t.number for t in study.trials) == list(range(8))
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 8  # no trial evaluated twice
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=stores["tracking"])
+    experiment = client.get_experiment_by_name("ser-bench-tuning").experiment_id
+    run_id = study.user_attrs["mlflow_run_id"]
+    trials = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{run_id}'")
+    assert sorted(int(r.data.tags["optuna_trial"]) for r in trials) == list(range(8))
+
+
+def test_keras_trials_report_every_epoch(data_dir, emodb_dir, stores):
+    config = RunConfig(model="local_attn_blstm", epochs=2, batch_size=8, protocol="cross_corpus",
+                       test_corpus="urdu", **SLICE)
+    name, best = tune(config, runtime(data_dir, stores), TuneOptions(trials=2, storage=stores["storage"],
+                                                                      inner_folds=2))
+    study = optuna.load_study(study_name=f"{name}@emodb->urdu", storage=stores["storage"])
+    steps = sorted(study.trials[0].intermediate_values)
+    assert steps[:2] == [0, 1] and len(steps) >= 2  # per epoch, across inner folds
+    assert np.isfinite(study.best_value)
