@@ -327,6 +327,25 @@ def tune_command(
     console.print(f"use them: bench run --model {model} ... --params-from {name}")
 
 
+@app.command("report")
+@friendly_errors
+def report_command(
+    name: str = typer.Option("benchmark", "--name", help="Writes reports/NAME.md, .html and .csv."),
+    experiment: list[str] = typer.Option([], "--experiment", help="Only these MLflow experiments (repeatable)."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Only runs on this corpus."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="Only this protocol."),
+    out_dir: Path = typer.Option(Path("reports"), "--out-dir"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
+):
+    """Build the comparison table (Markdown, HTML, CSV) from the MLflow store."""
+    from .report import collect, to_markdown, write_report
+
+    report = collect(tracking_uri, list(experiment) or None, corpus, protocol)
+    for path in write_report(report, name, out_dir):
+        console.print(f"wrote {path}")
+    console.print(to_markdown(report, name).split("## Reference")[0], markup=False, highlight=False)
+
+
 def main() -> None:  # pragma: no cover - console entry point
     app()
 

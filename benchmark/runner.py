@@ -242,6 +242,7 @@ def _run_folds(config, runtime, feature_set, protocol, data, by_corpus, model_cl
     resolved["classes_resolved"] = ",".join(data.classes)
     mlflow.log_params(tracking.flat_params(resolved))
     mlflow.set_tags({
+        "ser_bench_kind": "run",
         "git_commit": tracking.git_commit(),
         "feature_cache_key": feature_set.cache_key(),
         "model": config.model, "features": feature_set.name, "protocol": config.protocol,
@@ -338,6 +339,7 @@ def _log_final_model(config, runtime, feature_set, model_cls, X, labels, groups,
     info = tracking.log_model(model_cls.mlflow_flavor, model.flavor_model(),
                               tracking.tensor_signature(n_features, len(model.classes_), sequence), metadata,
                               registered_name=runtime.register, trusted_types=getattr(model, "trusted_types", ()))
+    mlflow.set_tag("model_uri", info.model_uri)
     return info.model_uri
 
 
