@@ -218,9 +218,9 @@ def run_command(
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Keras models only."),
     param: list[str] = typer.Option([], "--param", help="Model hyper-parameter NAME=VALUE (repeatable)."),
     feature_param: list[str] = typer.Option([], "--feature-param", help="Feature-set option NAME=VALUE."),
-    max_per_speaker_class: Optional[int] = typer.Option(None, "--max-per-speaker-class", min=1,
-                                                        help="Small slice: N utterances per speaker and emotion."),
-    max_speakers: Optional[int] = typer.Option(None, "--max-speakers", min=2, help="Small slice: first N speakers."),
+    max_per_speaker_class: Optional[int] = typer.Option(None, "--max-per-speaker-class", min=0,
+                                                        help="Small slice: N utterances per speaker and emotion (0: all)."),
+    max_speakers: Optional[int] = typer.Option(None, "--max-speakers", min=0, help="Small slice: first N speakers (0: all)."),
     final_model: Optional[bool] = typer.Option(None, "--final-model/--no-final-model",
                                                help="Log a deployable model (refit on all data after CV)."),
     experiment: Optional[Path] = typer.Option(None, "--experiment", help="Run every cell of an experiments/*.yaml grid."),
@@ -243,6 +243,7 @@ def run_command(
 
         tuned = load_tuned(params_from, storage)
 
+    features = None if features == "auto" else features  # "auto": the model's own (MLproject default)
     given = {key: value for key, value in {
         "model": model, "features": features, "protocol": protocol, "corpus": corpus,
         "train_corpus": train_corpus, "test_corpus": test_corpus, "classes": classes, "split": split,
@@ -295,8 +296,8 @@ def tune_command(
     norm: str = typer.Option("speaker", "--norm"),
     seed: int = typer.Option(0, "--seed"),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
-    max_per_speaker_class: Optional[int] = typer.Option(None, "--max-per-speaker-class", min=1),
-    max_speakers: Optional[int] = typer.Option(None, "--max-speakers", min=2),
+    max_per_speaker_class: Optional[int] = typer.Option(None, "--max-per-speaker-class", min=0),
+    max_speakers: Optional[int] = typer.Option(None, "--max-speakers", min=0),
     trials: int = typer.Option(20, "--trials", min=1, help="Trials per study (finished + running, all workers)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=1, help="Seconds per study and worker."),
     study: Optional[str] = typer.Option(None, "--study", help="Study name [model-features-protocol-corpus-classes]."),
@@ -312,6 +313,7 @@ def tune_command(
     from .runner import RunConfig, Runtime
     from .tuning import TuneOptions, tune
 
+    features = None if features == "auto" else features
     config = RunConfig(model=model, features=features, protocol=protocol, corpus=corpus, train_corpus=train_corpus,
                        test_corpus=test_corpus, classes=classes, split=split, norm=norm, seed=seed, epochs=epochs,
                        max_per_speaker_class=max_per_speaker_class, max_speakers=max_speakers, final_model=False)
@@ -344,6 +346,74 @@ def report_command(
     for path in write_report(report, name, out_dir):
         console.print(f"wrote {path}")
     console.print(to_markdown(report, name).split("## Reference")[0], markup=False, highlight=False)
+
+
+@app.command("predict")
+@friendly_errors
+def predict_command(
+    path: Path = typer.Argument(..., help="An audio file or a folder of them."),
+    model: Optional[str] = typer.Option(None, "--model", help="runs:/ID/model or models:/NAME@ALIAS [latest run's]."),
+    top: int = typer.Option(2, "--top", min=1, help="How many emotions to show per file."),
+    output_format: str = typer.Option("table", "--format", help="table, json or csv."),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
+):
+    """Predict the emotions of new audio, with probabilities (any length; bad files reported)."""
+    import csv
+    import json
+
+    from .predict import Predictor, audio_files, latest_model_uri, top_k
+
+    if output_format not in ("table", "json", "csv"):
+        raise BenchError(f"--format {output_format}: use table, json or csv")
+    files = audio_files(path)
+    predictor = Predictor(model or latest_model_uri(tracking_uri), tracking_uri)
+    probabilities, ok, failed = predictor.predict(files, progress=output_format == "table")
+    ranked = top_k(probabilities, predictor.labels, top)
+    rows = [{"path": str(p), **{f"top{i + 1}": label for i, (label, _) in enumerate(r)},
+             **{f"p{i + 1}": round(prob, 4) for i, (_, prob) in enumerate(r)}} for p, r in zip(ok, ranked)]
+    if output_format == "json":
+        print(json.dumps({"model": predictor.uri, "predictions": rows, "failed": failed}, indent=2))
+    elif output_format == "csv":
+        writer = csv.DictWriter(sys.stdout, fieldnames=["path"] + [f"{c}{i + 1}" for i in range(min(top, len(predictor.labels))) for c in ("top", "p")])
+        writer.writeheader()
+        writer.writerows(rows)
+    elif len(files) == 1 and ok:
+        table = Table("rank", "emotion", "probability", title=f"{ok[0].name} ({predictor.uri})")
+        for rank, (label, prob) in enumerate(ranked[0], start=1):
+            table.add_row(str(rank), label, f"{prob:.3f}")
+        console.print(table)
+    else:
+        table = Table("file", *[f"top {i + 1}" for i in range(min(top, len(predictor.labels)))], title=predictor.uri)
+        for p, r in zip(ok, ranked):
+            table.add_row(str(p), *[f"{label} {prob:.3f}" for label, prob in r])
+        console.print(table)
+    for message in failed.values():
+        err_console.print(f"skipped: {message}", highlight=False, soft_wrap=True)
+    if not ok:
+        raise BenchError(f"{path}: no file could be read")
+
+
+@app.command("ui")
+@friendly_errors
+def ui_command(
+    port: int = typer.Option(5000, "--port", min=1, max=65535),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
+):
+    """Start the MLflow UI on the project's store, bound to 127.0.0.1."""
+    import subprocess
+
+    from .tracking import artifact_root_for, resolve_tracking_uri
+
+    uri = resolve_tracking_uri(tracking_uri)
+    command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
+               "--port", str(port)]
+    if artifact_root_for(uri):
+        command += ["--default-artifact-root", artifact_root_for(uri)]
+    console.print(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C stops it)")
+    try:
+        raise typer.Exit(subprocess.call(command))
+    except KeyboardInterrupt:
+        raise typer.Exit(0) from None
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -206,7 +206,8 @@ def run(config: RunConfig, runtime: Runtime = Runtime(), tuned: "TunedParams | N
     model_cls = type(get_model(config.model))
     tracking.use_store(runtime.tracking_uri, runtime.experiment)
     run_name = runtime.run_name or f"{config.model}-{feature_set.name}-{config.protocol}"
-    with mlflow.start_run(run_name=run_name) as parent:
+    project_run = tracking.project_run_id()  # set when started by `mlflow run` (MLproject)
+    with mlflow.start_run(run_id=project_run, run_name=None if project_run else run_name) as parent:
         try:
             return _run_folds(config, runtime, feature_set, protocol, data, by_corpus, model_cls, parent, pd, tuned)
         except BaseException as exc:

@@ -167,10 +167,13 @@ def study_run(study, tags: dict[str, str]) -> str:
 
     import mlflow
 
+    from . import tracking
+
     existing = study.user_attrs.get("mlflow_run_id")
     if existing:
         return existing
-    with mlflow.start_run(run_name=f"study {study.study_name}",
+    project_run = tracking.project_run_id()  # `mlflow run -e tune`: the project's run is the study's
+    with mlflow.start_run(run_id=project_run, run_name=None if project_run else f"study {study.study_name}",
                           tags={"optuna_study": study.study_name, "ser_bench_kind": "study", **tags}) as run:
         mine = run.info.run_id
     study.set_user_attr("mlflow_run_id", mine)

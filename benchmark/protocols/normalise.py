@@ -2,8 +2,9 @@
 
 ``global`` standardises with the mean and standard deviation of the training fold only.
 ``speaker`` standardises every speaker with that speaker's own statistics, computed from its
-unlabelled features (the usual per-speaker normalisation; test labels are never used).
-Works on sequences (statistics over all frames) and on utterance vectors alike.
+unlabelled features (the usual per-speaker normalisation; test labels are never used). A speaker
+with a single utterance vector has no spread to measure: it falls back to the training
+statistics. Works on sequences (statistics over all frames) and on utterance vectors alike.
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ class Normaliser:
 
     def fit(self, items, groups=None) -> "Normaliser":
         """``items``: a list of (frames, features) arrays or a 2-D (utterances, features) array."""
-        if self.mode == "global":
+        if self.mode != "none":
             self.mean_, self.std_ = _stats(_rows(items))
         return self
 
@@ -56,7 +57,8 @@ class Normaliser:
             out = [None] * len(sequences)
             for speaker in np.unique(groups):
                 members = np.flatnonzero(groups == speaker)
-                mean, std = _stats(_rows([sequences[i] for i in members]))
+                rows = _rows([sequences[i] for i in members])
+                mean, std = _stats(rows) if rows.shape[0] > 1 or self.mean_ is None else (self.mean_, self.std_)
                 for i in members:
                     out[i] = ((sequences[i] - mean) / std).astype(np.float32)
         return np.vstack(out) if vectors else out

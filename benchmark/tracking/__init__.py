@@ -34,6 +34,7 @@ def quiet_mlflow() -> None:
     logging.getLogger("mlflow").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)
     os.environ.setdefault("MLFLOW_ENABLE_ASYNC_LOGGING", "false")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # keeps --format json/csv clean
 
 
 def resolve_tracking_uri(uri: str | None = None) -> str:
@@ -68,12 +69,25 @@ def use_store(uri: str | None = None, experiment: str = "ser-bench", attempts: i
     raise AssertionError("unreachable")
 
 
+def project_run_id() -> str | None:
+    """The run ``mlflow run`` opened for this process (``MLFLOW_RUN_ID``), handed out once.
+
+    Removing it from the environment keeps later ``start_run`` calls (folds, trials) from
+    resuming that same run.
+    """
+    return os.environ.pop("MLFLOW_RUN_ID", None)
+
+
 def _use_store(uri: str | None, experiment: str) -> str:
     quiet_mlflow()
     import mlflow
 
     uri = resolve_tracking_uri(uri)
     mlflow.set_tracking_uri(uri)
+    if os.environ.get("MLFLOW_RUN_ID"):  # launched by `mlflow run`: stay in that run's experiment
+        experiment_id = mlflow.get_run(os.environ["MLFLOW_RUN_ID"]).info.experiment_id
+        mlflow.set_experiment(experiment_id=experiment_id)
+        return experiment_id
     found = mlflow.get_experiment_by_name(experiment)
     if found is not None:
         mlflow.set_experiment(experiment_id=found.experiment_id)

@@ -1,0 +1,118 @@
+"""``bench predict``: emotions of new audio with a logged model.
+
+A model logged by ``bench run`` carries everything needed in its MLflow metadata (feature set and
+its options, label map, input kind, normalisation) and its run holds the normaliser's training
+statistics, so a model URI is all a user gives. With ``--norm speaker`` the files given together
+are treated as one speaker and standardised with their own statistics (one file: its own).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .audio import AUDIO_SUFFIXES
+from .errors import BenchError
+from .features import get_feature_set
+from .features.extract import extract_features
+from .protocols.normalise import Normaliser
+
+
+def latest_model_uri(tracking_uri: str | None) -> str:
+    """The most recently logged model in the store."""
+    import mlflow
+
+    from . import tracking
+
+    tracking.quiet_mlflow()
+    uri = tracking.resolve_tracking_uri(tracking_uri)
+    mlflow.set_tracking_uri(uri)
+    experiments = [e.experiment_id for e in mlflow.search_experiments()]
+    models = mlflow.search_logged_models(
+        experiment_ids=experiments, order_by=[{"field_name": "creation_timestamp", "ascending": False}],
+        max_results=1, output_format="list") if experiments else []
+    if not models:
+        raise BenchError(f"no logged model in {uri}; train one with `bench run` or pass --model runs:/... | models:/...")
+    return models[0].model_uri
+
+
+@dataclass
+class Predictor:
+    uri: str
+    tracking_uri: str | None = None
+
+    def __post_init__(self):
+        import mlflow
+
+        from . import tracking
+
+        tracking.quiet_mlflow()
+        mlflow.set_tracking_uri(tracking.resolve_tracking_uri(self.tracking_uri))
+        try:
+            info = mlflow.models.get_model_info(self.uri)
+        except Exception as exc:
+            raise BenchError(f"cannot open model {self.uri} ({str(exc).splitlines()[0]}); "
+                             f"use runs:/<run id>/model or models:/<name>@<alias>") from None
+        meta = info.metadata or {}
+        if "label_map" not in meta:
+            raise BenchError(f"model {self.uri} was not logged by ser-bench (no label map in its metadata)")
+        self.labels = np.array(meta["label_map"])
+        self.input_kind = meta["input_kind"]
+        self.feature_set = get_feature_set(meta["feature_set"], **meta.get("feature_params", {}))
+        self.flavor = "keras" if "keras" in info.flavors else "xgboost" if "xgboost" in info.flavors else "sklearn"
+        self.normaliser = Normaliser(meta.get("norm", "none"))
+        if self.normaliser.mode != "none":
+            stats = mlflow.artifacts.load_dict(f"runs:/{info.run_id}/preprocessing/normaliser.json")
+            if stats.get("mean") is not None:
+                self.normaliser.mean_, self.normaliser.std_ = np.array(stats["mean"]), np.array(stats["std"])
+        if self.flavor == "keras":
+            import benchmark.models.keras_layers  # noqa: F401  (custom layers)
+
+            self.model = mlflow.keras.load_model(self.uri)
+        else:
+            self.model = getattr(mlflow, self.flavor).load_model(self.uri)
+
+    def probabilities(self, inputs) -> np.ndarray:
+        if self.flavor != "keras":
+            return np.asarray(self.model.predict_proba(np.asarray(inputs, dtype=np.float32)))
+        import tensorflow as tf
+
+        from .models.keras_base import pad_batch
+
+        infer = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
+        return np.concatenate([np.asarray(infer(tf.constant(pad_batch(inputs[i:i + 32]))))
+                               for i in range(0, len(inputs), 32)])
+
+    def predict(self, paths: list[Path], progress: bool = False):
+        """(probabilities (files x classes) of the readable files, their paths, {path: error})."""
+        from .features.functionals import utterance_vector
+
+        result = extract_features([(str(p), p) for p in paths], self.feature_set, progress=progress)
+        ok = [p for p in paths if str(p) in result.features]
+        if not ok:
+            return np.zeros((0, len(self.labels))), [], result.failed
+        arrays = [result.features[str(p)] for p in ok]
+        if self.input_kind == "sequence":
+            inputs = [a["frames"].astype(np.float32) for a in arrays]
+        else:
+            inputs = np.stack([utterance_vector(a) for a in arrays])
+        inputs = self.normaliser.transform(inputs, np.zeros(len(ok), dtype=int))
+        return self.probabilities(inputs), ok, result.failed
+
+
+def audio_files(path: Path) -> list[Path]:
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+        if not files:
+            raise BenchError(f"{path}: no WAV, FLAC or OGG files in this folder")
+        return files
+    raise BenchError(f"{path}: no such file or folder")
+
+
+def top_k(probabilities: np.ndarray, labels: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+    order = np.argsort(-probabilities, axis=1)[:, :k]
+    return [[(str(labels[j]), float(row[j])) for j in idx] for row, idx in zip(probabilities, order)]

@@ -1,0 +1,155 @@
+"""bench report / predict / ui and the MLproject, on real runs in a real (temporary) MLflow store."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+from typer.testing import CliRunner
+
+from benchmark.cli import app
+from benchmark.runner import RunConfig, Runtime, run
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory, data_dir, emodb_dir, urdu_dir):
+    root = tmp_path_factory.mktemp("store")
+    uri = f"sqlite:///{root / 'mlflow.db'}"
+    rt = Runtime(data_dir=str(data_dir), cache_dir=str(root / "cache"), tracking_uri=uri, progress=False,
+                 experiment="report-test")
+    slice_ = {"max_speakers": 3, "max_per_speaker_class": 2, "features": "handcrafted36"}
+    results = {
+        "svm": run(RunConfig(model="svm", **slice_), rt),
+        "xgboost": run(RunConfig(model="xgboost", model_params={"n_estimators": 30}, **slice_), rt),
+        "cross": run(RunConfig(model="svm", protocol="cross_corpus", test_corpus="urdu", **slice_), rt),
+        "keras": run(RunConfig(model="attn_blstm", epochs=1, model_params={"units": 8}, split="random",
+                               max_speakers=3, max_per_speaker_class=2), rt),
+    }
+    return uri, results
+
+
+def report_files(uri, out, *extra):
+    result = runner.invoke(app, ["report", "--name", "t", "--out-dir", str(out), "--tracking-uri", uri, *extra],
+                           env={"COLUMNS": "250"})
+    assert result.exit_code == 0, result.output
+    return {p.suffix: p.read_bytes() for p in sorted(out.iterdir())}
+
+
+def test_report_is_deterministic_and_marks_the_best(store, tmp_path):
+    uri, results = store
+    first, second = report_files(uri, tmp_path / "a"), report_files(uri, tmp_path / "b")
+    assert first == second and set(first) == {".md", ".html", ".csv"}
+    markdown = first[".md"].decode()
+    assert "svm + handcrafted36" in markdown and "xgboost + handcrafted36" in markdown
+    assert "within_corpus emodb 7 classes" in markdown and "cross_corpus emodb->urdu" in markdown
+    assert "reference: ERTK eGeMAPS+SVM" in markdown  # seed.md numbers beside the matching column
+    assert markdown.count("**UAR") >= 3  # a best cell per column
+    best = results["svm"] if results["svm"].pooled["uar"] >= results["xgboost"].pooled["uar"] else results["xgboost"]
+    assert f"**UAR {best.pooled['uar']:.3f}" in markdown
+    assert b"data:image/png;base64," in first[".html"]
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "a" / "t.csv")
+    assert set(table["run_id"]) == {r.run_id for r in results.values()}
+
+
+def test_report_filters_and_errors(store, tmp_path):
+    uri, _ = store
+    only_cross = report_files(uri, tmp_path / "c", "--protocol", "cross_corpus")[".md"].decode()
+    assert "cross_corpus" in only_cross and "within_corpus emodb 7" not in only_cross.split("## Reference")[0]
+    result = runner.invoke(app, ["report", "--tracking-uri", uri, "--experiment", "nope", "--out-dir", str(tmp_path)])
+    assert result.exit_code == 2 and "no experiment nope" in result.output
+
+
+def test_predict_a_file_a_folder_and_bad_files(store, tmp_path, emodb_files):
+    uri, results = store
+    model = results["svm"].model_uri
+    single = runner.invoke(app, ["predict", str(emodb_files[0]), "--model", model, "--tracking-uri", uri,
+                                 "--format", "json"])
+    assert single.exit_code == 0, single.output
+    payload = json.loads(single.output)
+    (row,) = payload["predictions"]
+    assert row["top1"] in results["svm"].classes and 0 < row["p2"] <= row["p1"] <= 1
+
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    for path in emodb_files[:3]:
+        (folder / path.name).write_bytes(path.read_bytes())
+    (folder / "broken.wav").write_bytes(b"")
+    table = runner.invoke(app, ["predict", str(folder), "--model", model, "--tracking-uri", uri, "--format", "csv",
+                                "--top", "3"], env={"COLUMNS": "250"})
+    assert table.exit_code == 0, table.output
+    lines = [line for line in table.output.splitlines() if line.startswith(("path,", str(folder)))]
+    assert lines[0] == "path,top1,p1,top2,p2,top3,p3" and len(lines) == 4
+    assert "broken.wav" in table.output and "empty" in table.output
+
+
+def test_predict_keras_model_on_any_length(store, tmp_path, emodb_files):
+    uri, results = store
+    signal, sr = sf.read(emodb_files[0], dtype="float32")
+    sf.write(tmp_path / "long.wav", np.tile(signal, 8), sr)  # ~20 s
+    sf.write(tmp_path / "short.wav", signal[:3200], sr)  # 0.2 s
+    result = runner.invoke(app, ["predict", str(tmp_path), "--model", results["keras"].model_uri,
+                                 "--tracking-uri", uri, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    predictions = json.loads(result.output)["predictions"]
+    assert {Path(p["path"]).name for p in predictions} == {"long.wav", "short.wav"}
+
+
+def test_predict_defaults_to_the_latest_model_and_rejects_bad_values(store, emodb_files):
+    uri, results = store
+    result = runner.invoke(app, ["predict", str(emodb_files[0]), "--tracking-uri", uri, "--format", "json"])
+    assert result.exit_code == 0 and json.loads(result.output)["model"] == results["keras"].model_uri
+    bad = runner.invoke(app, ["predict", str(emodb_files[0]), "--tracking-uri", uri, "--format", "xml"])
+    assert bad.exit_code == 2 and "--format xml" in bad.output
+    missing = runner.invoke(app, ["predict", "/no/such.wav", "--tracking-uri", uri])
+    assert missing.exit_code == 2 and "no such file" in missing.output
+
+
+def test_mlproject_main_entry_point(tmp_path, data_dir, emodb_dir):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, "MLFLOW_TRACKING_URI": uri, "SER_BENCH_DATA": str(data_dir),
+           "SER_BENCH_CACHE": str(tmp_path / "cache"),
+           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    command = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "main", "-P", "model=svm",
+               "-P", "protocol=within_corpus", "-P", "features=handcrafted36", "-P", "max_speakers=3",
+               "-P", "max_per_speaker_class=1", "--env-manager", "local"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
+    parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    assert len(parents) == 1 and parents[0].info.status == "FINISHED" and "uar" in parents[0].data.metrics
+    assert len(runs) == 4  # the project's run and its three speaker folds
+
+
+def test_bench_ui_serves_the_store_on_localhost(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    process = subprocess.Popen([sys.executable, "-m", "benchmark.cli", "ui", "--port", str(port), "--tracking-uri", uri],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline, status = time.time() + 120, None
+        while time.time() < deadline and status is None:
+            try:
+                status = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5).status
+            except OSError:
+                time.sleep(1)
+        assert status == 200
+    finally:
+        os.killpg(process.pid, 15)
+        process.wait(timeout=30)
