@@ -134,23 +134,25 @@ def make_objective(config: RunConfig, inputs: Inputs, pool: np.ndarray, options:
 
 
 def epoch_pruner(trial, X, labels, groups, valid, config: RunConfig, offset: int):
-    """Keras callback: report the inner validation UAR every epoch and prune bad trials early."""
+    """Keras callback: report the inner validation UAR every epoch and prune bad trials early.
+
+    The validation batch is normalised with the training part's statistics once, up front.
+    """
     import keras
     import optuna
 
+    from .models.keras_base import pad_batch
+    from .protocols.normalise import Normaliser
+
+    train = np.setdiff1d(np.arange(len(labels)), valid)
+    normaliser = Normaliser(config.norm).fit(take(X, train), groups[train])
+    batch = pad_batch(normaliser.transform(take(X, valid), groups[valid]))
+    classes = np.unique(labels[train])
+
     class EpochPruner(keras.callbacks.Callback):
         def on_epoch_end(self, epoch, logs=None):
-            from .models.keras_base import pad_batch
-            from .protocols.normalise import Normaliser
-
-            del logs
-            train = np.setdiff1d(np.arange(len(labels)), valid)
-            normaliser = Normaliser(config.norm).fit(take(X, train), groups[train])
-            batch = pad_batch(normaliser.transform(take(X, valid), groups[valid]))
             proba = np.asarray(self.model(batch, training=False))
-            classes = np.unique(labels[train])
-            uar = unweighted_recall(labels[valid], classes[np.argmax(proba, axis=1)])
-            trial.report(float(uar), step=offset + epoch)
+            trial.report(unweighted_recall(labels[valid], classes[np.argmax(proba, axis=1)]), step=offset + epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned()
 
