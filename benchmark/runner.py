@@ -63,9 +63,7 @@ class RunConfig:
                               classes=str(self.classes), split=self.split, folds=self.folds, seed=self.seed)
 
     def model_kwargs(self) -> dict[str, Any]:
-        if self.model not in MODELS:
-            raise BenchError(f"unknown model {self.model!r}; choose one of {', '.join(sorted(MODELS))}")
-        known = MODELS[self.model]().get_params()
+        known = MODELS.lookup(self.model)().get_params()
         kwargs = {"seed": self.seed} if "seed" in known else {}
         if self.epochs is not None:
             kwargs["epochs"] = self.epochs

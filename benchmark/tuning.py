@@ -25,7 +25,7 @@ from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, Stratified
 
 from .errors import BenchError
 from .metrics import uar as unweighted_recall
-from .models import MODELS, get_model
+from .models import MODELS
 from .runner import Inputs, RunConfig, Runtime, TunedParams, build_inputs, fit_and_predict, prepare, take
 
 DEFAULT_STORAGE = "optuna.db"
@@ -253,9 +253,7 @@ def _worker(config: RunConfig, runtime: Runtime, options: TuneOptions, base_name
 
 def tune(config: RunConfig, runtime: Runtime, options: TuneOptions) -> tuple[str, dict[str, dict]]:
     """Run the protocol's studies with ``options.jobs`` worker processes; returns (study name, best)."""
-    if config.model not in MODELS:
-        get_model(config.model)
-    if not MODELS[config.model].search_space(_Probe()):
+    if not MODELS.lookup(config.model).search_space(_Probe()):
         raise BenchError(f"model {config.model} declares no search space")
     name = options.study or default_study_name(config)
     if options.jobs <= 1:

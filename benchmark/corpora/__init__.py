@@ -4,23 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..errors import BenchError
 from ..paths import data_root
+from ..registry import Registry
 from .base import EMOTIONS, Corpus, Utterance, canonical_emotion
 
-CORPORA: dict[str, type[Corpus]] = {}
-
-
-def register_corpus(cls: type[Corpus]) -> type[Corpus]:
-    CORPORA[cls.name] = cls
-    return cls
+CORPORA = Registry("corpus")
+register_corpus = CORPORA.register
 
 
 def get_corpus(name: str, data_dir: str | Path | None = None, root: str | Path | None = None, **options) -> Corpus:
     """Build corpus ``name`` found at ``root`` or ``<data root>/<name>``."""
-    if name not in CORPORA:
-        raise BenchError(f"unknown corpus {name!r}; choose one of {', '.join(sorted(CORPORA))}")
-    cls = CORPORA[name]
+    cls = CORPORA.lookup(name)
     return cls(Path(root) if root else data_root(data_dir) / name, **options)
 
 

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 from ..errors import BenchError
+from ..registry import Registry
 from .base import SERClassifier
 
-MODELS: dict[str, type[SERClassifier]] = {}
-
-
-def register_model(cls: type[SERClassifier]) -> type[SERClassifier]:
-    MODELS[cls.name] = cls
-    return cls
+MODELS = Registry("model")
+register_model = MODELS.register
 
 
 def get_model(name: str, **params) -> SERClassifier:
-    if name not in MODELS:
-        raise BenchError(f"unknown model {name!r}; choose one of {', '.join(sorted(MODELS))}")
-    cls = MODELS[name]
+    cls = MODELS.lookup(name)
     known = set(cls().get_params())
     unknown = sorted(set(params) - known)
     if unknown:

@@ -2,21 +2,15 @@
 
 from __future__ import annotations
 
-from ..errors import BenchError
+from ..registry import Registry
 from .base import CLASS_SETS, Fold, Protocol, ProtocolConfig, ProtocolData
 
-PROTOCOLS: dict[str, type[Protocol]] = {}
-
-
-def register_protocol(cls: type[Protocol]) -> type[Protocol]:
-    PROTOCOLS[cls.name] = cls
-    return cls
+PROTOCOLS = Registry("protocol")
+register_protocol = PROTOCOLS.register
 
 
 def get_protocol(name: str, config: ProtocolConfig = ProtocolConfig()) -> Protocol:
-    if name not in PROTOCOLS:
-        raise BenchError(f"unknown protocol {name!r}; choose one of {', '.join(sorted(PROTOCOLS))}")
-    return PROTOCOLS[name](config)
+    return PROTOCOLS.lookup(name)(config)
 
 
 from . import standard  # noqa: E402,F401  (self-registration)
