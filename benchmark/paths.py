@@ -11,19 +11,19 @@ DATA_ENV = "SER_BENCH_DATA"
 CACHE_ENV = "SER_BENCH_CACHE"
 
 
+def _resolve(explicit: str | Path | None, env: str, default: str) -> Path:
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.environ.get(env):
+        return Path(os.environ[env]).expanduser()
+    return user_cache_path("ser-bench") / default
+
+
 def data_root(data_dir: str | Path | None = None) -> Path:
     """Root that holds one folder per corpus (``emodb/``, ``shemo/``, ``urdu/``...)."""
-    if data_dir:
-        return Path(data_dir).expanduser()
-    if os.environ.get(DATA_ENV):
-        return Path(os.environ[DATA_ENV]).expanduser()
-    return user_cache_path("ser-bench") / "data"
+    return _resolve(data_dir, DATA_ENV, "data")
 
 
 def cache_root(cache_dir: str | Path | None = None) -> Path:
     """Root of the feature cache (safe to delete: everything in it can be recomputed)."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    return user_cache_path("ser-bench") / "features"
+    return _resolve(cache_dir, CACHE_ENV, "features")
