@@ -129,8 +129,13 @@ def take(X, index: np.ndarray):
 
 def prepare(config: RunConfig, runtime: Runtime):
     """Validate the config and load the protocol's utterances (before any MLflow run exists)."""
+    if config.split not in ("speaker", "random"):
+        raise BenchError(f"--split {config.split}: use speaker or random")
     feature_set = get_feature_set(config.resolved_features(), **config.feature_params)
-    get_model(config.model, **config.model_kwargs())  # validates parameters
+    model = get_model(config.model, **config.model_kwargs())  # validates parameters
+    if model.input_kind == "sequence" and feature_set.level != "frame":
+        raise BenchError(f"feature set {feature_set.name} has no frame-level features; model {config.model} "
+                         f"needs sequences (use handcrafted36, librosa46 or egemaps)")
     Normaliser(config.norm)
     protocol = get_protocol(config.protocol, config.protocol_config())
     by_corpus = {}

@@ -131,9 +131,8 @@ def test_register_puts_the_model_in_the_registry(store, corpora_dir, cache_dir):
 def test_bad_values_fail_before_any_run(store, corpora_dir):
     for config, message in ((RunConfig(model="svm", norm="zscore"), "--norm"),
                             (RunConfig(model="svm", epochs=3), "Keras models only"),
-                            (RunConfig(model="attn_blstm", features="compare"), None),
-                            (RunConfig(model="svm", protocol="loso"), "unknown protocol")):
-        if message is None:
-            continue
+                            (RunConfig(model="svm", protocol="loso"), "unknown protocol"),
+                            (RunConfig(model="svm", split="kfold"), "--split kfold"),
+                            (RunConfig(model="attn_blstm", features="compare"), "no frame-level features")):
         with pytest.raises(BenchError, match=message):
             run(config, Runtime(data_dir=str(corpora_dir), tracking_uri=store))
