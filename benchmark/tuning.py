@@ -16,6 +16,7 @@ MLflow run nested under the study's run.
 from __future__ import annotations
 
 import multiprocessing
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +30,9 @@ from .models import MODELS
 from .runner import Inputs, RunConfig, Runtime, TunedParams, build_inputs, fit_and_predict, prepare, take
 
 DEFAULT_STORAGE = "optuna.db"
+# A worker beats every HEARTBEAT_S; its running trial counts as dead (FAIL) after GRACE_S of silence.
+HEARTBEAT_S = int(os.environ.get("SER_BENCH_OPTUNA_HEARTBEAT", "30"))
+GRACE_S = int(os.environ.get("SER_BENCH_OPTUNA_GRACE", "90"))
 
 
 @dataclass
@@ -58,7 +62,8 @@ def open_storage(url: str, attempts: int = 5):
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
                 # heartbeats let a later run mark a killed worker's trials as failed, not running forever
-                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=30, grace_period=90)
+                return optuna.storages.RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=HEARTBEAT_S,
+                                                  grace_period=GRACE_S)
         except Exception as exc:  # sqlalchemy OperationalError / IntegrityError while another creates tables
             if attempt == attempts - 1:
                 raise BenchError(f"cannot open Optuna storage {url} ({str(exc).splitlines()[0]})") from None
@@ -194,8 +199,6 @@ def shared(options: TuneOptions) -> bool:
 def sampler_seed(config: RunConfig, options: TuneOptions) -> int:
     """The run's seed for a lone worker (reproducible); mixed with the process id for a shared
     study, or every worker would propose the same points."""
-    import os
-
     return config.seed if not shared(options) else (config.seed * 1_000_003 + os.getpid()) % 2**31
 
 
@@ -234,6 +237,7 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
         stop = optuna.study.MaxTrialsCallback(
             options.trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
                                     optuna.trial.TrialState.RUNNING))
+        optuna.storages.fail_stale_trials(study)  # a killed worker's trials stop counting as running
         if finished_or_running(study) < options.trials:
             study.optimize(make_objective(config, inputs, pool, options, run_id, tracking_uri), n_trials=None,
                            timeout=options.timeout, callbacks=[stop], catch=(BenchError,))

@@ -108,3 +108,36 @@ def test_keras_trials_report_every_epoch(data_dir, emodb_dir, stores):
     steps = sorted(study.trials[0].intermediate_values)
     assert steps[:2] == [0, 1] and len(steps) >= 2  # per epoch, across inner folds
     assert np.isfinite(study.best_value)
+
+
+def test_a_killed_study_resumes_with_the_same_command(data_dir, emodb_dir, stores, tmp_path):
+    import os
+    import signal
+    import time
+
+    args = [sys.executable, "-m", "benchmark.cli", "tune", "--model", "svm", "--features", "handcrafted36",
+            "--protocol", "cross_corpus", "--test-corpus", "urdu", "--max-speakers", "3",
+            "--max-per-speaker-class", "2", "--trials", "25", "--study", "killed", "--storage", stores["storage"],
+            "--tracking-uri", stores["tracking"], "--data-dir", str(data_dir), "--cache-dir", stores["cache"]]
+    env = {**os.environ, "SER_BENCH_OPTUNA_HEARTBEAT": "1", "SER_BENCH_OPTUNA_GRACE": "2"}
+    worker = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    complete = optuna.trial.TrialState.COMPLETE
+    deadline = time.time() + 300
+    while time.time() < deadline:  # let it finish a couple of trials, then kill it mid-study
+        if (tmp_path / "optuna.db").exists():
+            summaries = optuna.get_all_study_summaries(stores["storage"])
+            if summaries and summaries[0].n_trials >= 3:
+                break
+        time.sleep(0.2)
+    os.kill(worker.pid, signal.SIGKILL)
+    worker.wait()
+    study_name = optuna.get_all_study_summaries(stores["storage"])[0].study_name
+    before = len(optuna.load_study(study_name=study_name, storage=stores["storage"]).trials)
+    assert before < 25  # it really was cut short
+    time.sleep(3)  # past the grace period: the trial it was running is dead
+    subprocess.run(args, env=env, check=True, capture_output=True, timeout=600)
+    study = optuna.load_study(study_name=study_name, storage=stores["storage"])
+    finished = study.get_trials(states=(complete, optuna.trial.TrialState.PRUNED))
+    assert len(finished) == 25
+    assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
+    assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
