@@ -1,6 +1,6 @@
 """``bench report``: a comparison table built from the MLflow store alone.
 
-Rows are model x feature set (tuned runs apart), columns protocol x corpus x class set; a cell holds pooled UAR with
+Rows are model x feature set x normalisation (tuned runs apart), columns protocol x corpus x class set; a cell holds pooled UAR with
 its bootstrap 95% interval and WA of the latest finished run of that combination, the best UAR of
 each column is marked, and the reference numbers of seed.md stand beside them. Written as
 Markdown, HTML (with the confusion matrices of each column's best run) and CSV. Nothing in it
@@ -88,8 +88,9 @@ def collect(tracking_uri: str | None, experiments: list[str] | None = None, corp
         metrics = r.data.metrics
         if "uar" not in metrics:
             continue
-        tuned = " (tuned)" if tags.get("tuned_by_study") else ""
-        rows.append({"row": f"{params.get('model')} + {params.get('features')}{tuned}", "column": column_of(params),
+        tuned = ", tuned" if tags.get("tuned_by_study") else ""
+        row = f"{params.get('model')} + {params.get('features')} ({params.get('norm', '?')} norm{tuned})"
+        rows.append({"row": row, "column": column_of(params),
                      "uar": metrics["uar"], "uar_ci_low": metrics.get("uar_ci_low"),
                      "uar_ci_high": metrics.get("uar_ci_high"), "wa": metrics.get("wa"),
                      "macro_f1": metrics.get("macro_f1"), "run_id": r.info.run_id, "start": r.info.start_time})

@@ -45,7 +45,7 @@ class RunConfig:
     classes: str = "all"
     split: str = "speaker"
     folds: int = 5
-    norm: str = "speaker"
+    norm: str = "global"
     seed: int = 0
     epochs: int | None = None
     batch_size: int | None = None
@@ -147,7 +147,22 @@ def prepare(config: RunConfig, runtime: Runtime):
         by_corpus[name] = [u if u.corpus == name else _rename(u, name)
                            for u in subsample(corpus.utterances(), config.max_per_speaker_class, config.max_speakers)]
     data = protocol.select(by_corpus)
+    if config.norm == "speaker":
+        warn_if_speakers_lack_emotions(data)
     return feature_set, protocol, data, by_corpus
+
+
+def warn_if_speakers_lack_emotions(data) -> None:
+    """Per-speaker normalisation subtracts each speaker's mean: for a speaker heard in one emotion
+    only, that mean *is* the emotion, which is then normalised away (URDU's 26 of 29 speaker codes
+    measured below chance with it). Say so loudly."""
+    emotions: dict[str, set] = {}
+    for group, label in zip(data.groups, data.labels):
+        emotions.setdefault(group, set()).add(label)
+    narrow = sum(1 for found in emotions.values() if len(found) < max(2, len(data.classes) / 2))
+    if narrow > len(emotions) / 4:
+        log.warning("--norm speaker: %d of %d speakers are heard in fewer than half of the emotions; their "
+                    "emotion is normalised away with their mean. Prefer --norm global here.", narrow, len(emotions))
 
 
 def _rename(utt, corpus_name):

@@ -136,3 +136,15 @@ def test_bad_values_fail_before_any_run(store, corpora_dir):
                             (RunConfig(model="attn_blstm", features="compare"), "no frame-level features")):
         with pytest.raises(BenchError, match=message):
             run(config, Runtime(data_dir=str(corpora_dir), tracking_uri=store))
+
+
+def test_speaker_normalisation_warns_when_speakers_lack_emotions(data_dir, urdu_dir, emodb_dir, caplog):
+    from benchmark.runner import prepare
+
+    with caplog.at_level("WARNING"):
+        prepare(RunConfig(model="svm", corpus="urdu", norm="speaker"), Runtime(data_dir=str(data_dir)))
+    assert "26 of 29 speakers" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING"):
+        prepare(RunConfig(model="svm", corpus="emodb", norm="speaker"), Runtime(data_dir=str(data_dir)))
+    assert "--norm speaker" not in caplog.text
