@@ -279,7 +279,7 @@ def run_command(
             failures += 1
             err_console.print(f"[bold red]error[/] in {title}: {exc}", highlight=False, soft_wrap=True)
     if failures:
-        raise BenchError(f"{failures} of {len(cells)} runs failed (marked FAILED in MLflow); see the messages above")
+        raise BenchError(f"{failures} of {len(cells)} runs failed; see the messages above (runs that had started are FAILED in MLflow)")
 
 
 @app.command("tune")

@@ -1,0 +1,59 @@
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from benchmark.cli import app
+from benchmark.errors import BenchError
+from benchmark.experiments import load_experiment
+from benchmark.features import FEATURE_SETS
+from benchmark.models import MODELS
+from benchmark.protocols import PROTOCOLS
+from benchmark.runner import RunConfig
+
+EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", EXPERIMENTS, ids=[p.stem for p in EXPERIMENTS])
+def test_shipped_experiments_are_valid(path):
+    experiment = load_experiment(path)
+    assert experiment.cells
+    for cell in experiment.cells:
+        config = RunConfig(**cell)
+        assert config.model in MODELS and config.resolved_features() in FEATURE_SETS
+        assert config.protocol in PROTOCOLS
+        config.model_kwargs()  # parameters known to the model
+
+
+def test_seed_experiments_match_the_report():
+    code2 = load_experiment(EXPERIMENTS[0].parent / "seed_code2.yaml").cells
+    assert code2 == [{"model": "attn_blstm", "features": "librosa46", "corpus": "shemo", "classes": "6",
+                      "split": "random", "norm": "none", "epochs": 30, "model_params": {"units": 256, "patience": 10}}]
+    code1 = load_experiment(EXPERIMENTS[0].parent / "seed_code1.yaml").cells
+    assert {(c.get("protocol", "within_corpus"), c.get("corpus"), c["classes"]) for c in code1} == {
+        ("within_corpus", "emodb", "5"), ("within_corpus", "emodb", "2"), ("within_corpus", "shemo", "5"),
+        ("within_corpus", "shemo", "2"), ("cross_corpus", None, "5"), ("cross_corpus", None, "2")}
+
+
+def test_bad_experiment_files(tmp_path):
+    (tmp_path / "bad.yaml").write_text("grid: {modle: [svm]}\n")
+    with pytest.raises(BenchError, match="unknown run setting 'modle'"):
+        load_experiment(tmp_path / "bad.yaml")
+    with pytest.raises(BenchError, match="not found"):
+        load_experiment(tmp_path / "missing.yaml")
+
+
+def test_grid_runs_every_cell_and_survives_a_failing_one(tmp_path, data_dir, emodb_dir):
+    (tmp_path / "grid.yaml").write_text(
+        "name: tiny\nbase: {features: handcrafted36, max_speakers: 3, max_per_speaker_class: 1}\n"
+        "grid: {model: [svm, xgboost]}\nruns: [{model: svm, corpus: nowhere}]\n")
+    uri = f"sqlite:///{tmp_path / 'm.db'}"
+    result = CliRunner().invoke(app, ["run", "--experiment", str(tmp_path / "grid.yaml"), "--data-dir", str(data_dir),
+                                      "--tracking-uri", uri, "--cache-dir", str(tmp_path / "c")])
+    assert result.exit_code == 2 and "1 of 3 runs failed" in result.output
+    import mlflow
+
+    mlflow.set_tracking_uri(uri)
+    runs = mlflow.search_runs(experiment_names=["tiny"], filter_string="tags.ser_bench_kind = 'run'",
+                              output_format="list")
+    assert sorted(r.data.params["model"] for r in runs) == ["svm", "xgboost"]
