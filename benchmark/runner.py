@@ -114,11 +114,8 @@ def subsample(utterances: list, per_speaker_class: int | None, max_speakers: int
     return kept
 
 
-def model_inputs(model_cls, arrays_list: list[dict[str, np.ndarray]], feature_name: str):
-    if model_cls.input_kind == "sequence":
-        if any("frames" not in arrays for arrays in arrays_list):
-            raise BenchError(f"feature set {feature_name} has no frame-level features; model {model_cls.name} "
-                             f"needs sequences (use handcrafted36, librosa46 or egemaps)")
+def model_inputs(model_cls, arrays_list: list[dict[str, np.ndarray]]):
+    if model_cls.input_kind == "sequence":  # prepare() checked the feature set has frames
         return [arrays["frames"].astype(np.float32) for arrays in arrays_list]
     return np.stack([utterance_vector(arrays) for arrays in arrays_list])
 
@@ -207,7 +204,7 @@ def build_inputs(config: RunConfig, runtime: Runtime, feature_set, protocol, dat
     index_map = np.cumsum(keep) - 1
     utterances = [u for u, k in zip(data.utterances, keep) if k]
     model_cls = type(get_model(config.model))
-    X = model_inputs(model_cls, [extraction.features[f"{u.id}@{u.corpus}"] for u in utterances], feature_set.name)
+    X = model_inputs(model_cls, [extraction.features[f"{u.id}@{u.corpus}"] for u in utterances])
     folds = [Fold(f.name, index_map[f.train][keep[f.train]], index_map[f.test][keep[f.test]])
              for f in protocol.folds(data)]
     return Inputs(utterances, X, data.labels[keep], data.groups[keep], folds, data.classes, extraction.failed)
