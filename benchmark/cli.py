@@ -26,8 +26,8 @@ app.add_typer(features_app, name="features")
 console = Console()
 err_console = Console(stderr=True)
 
-DataDir = typer.Option(None, "--data-dir", help="Folder with one sub-folder per corpus [default: $SER_BENCH_DATA or a per-user cache dir].")
-CacheDir = typer.Option(None, "--cache-dir", help="Feature cache folder [default: $SER_BENCH_CACHE or a per-user cache dir].")
+DataDir = typer.Option(None, "--data-dir", help="Folder with one sub-folder per corpus (default: $SER_BENCH_DATA or a per-user cache dir).")
+CacheDir = typer.Option(None, "--cache-dir", help="Feature cache folder (default: $SER_BENCH_CACHE or a per-user cache dir).")
 
 
 def friendly_errors(command):
@@ -133,7 +133,7 @@ def features_extract(
     features: str = typer.Option(..., "--features", help="Feature set name (see `bench features list`)."),
     data_dir: Optional[Path] = DataDir,
     cache_dir: Optional[Path] = CacheDir,
-    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Worker processes [default: all cores]."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Worker processes (default: all cores)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N utterances."),
 ):
     """Extract (or load from cache) a feature set for every utterance of a corpus."""
@@ -204,15 +204,15 @@ def print_summary(result, title: str) -> None:
 @friendly_errors
 def run_command(
     model: Optional[str] = typer.Option(None, "--model", help="local_attn_blstm, attn_blstm, svm, xgboost"),
-    features: Optional[str] = typer.Option(None, "--features", help="Feature set [default: the model's own]."),
-    protocol: Optional[str] = typer.Option(None, "--protocol", help="within_corpus [default] or cross_corpus"),
-    corpus: Optional[str] = typer.Option(None, "--corpus", help="Within-corpus corpus [default: emodb]."),
-    train_corpus: Optional[str] = typer.Option(None, "--train-corpus", help="Cross-corpus training corpus [emodb]."),
-    test_corpus: Optional[str] = typer.Option(None, "--test-corpus", help="Cross-corpus test corpus [shemo]."),
+    features: Optional[str] = typer.Option(None, "--features", help="Feature set (default: the model's own)."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", help="within_corpus (default) or cross_corpus"),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Within-corpus corpus (default: emodb)."),
+    train_corpus: Optional[str] = typer.Option(None, "--train-corpus", help="Cross-corpus training corpus (emodb)."),
+    test_corpus: Optional[str] = typer.Option(None, "--test-corpus", help="Cross-corpus test corpus (shemo)."),
     classes: Optional[str] = typer.Option(None, "--classes", help="all, 2, 4, 5, 6, 7 or a list like anger,sadness."),
-    split: Optional[str] = typer.Option(None, "--split", help="speaker [default] or random (the seed's 80/20)."),
-    folds: Optional[int] = typer.Option(None, "--folds", min=2, help="Speaker-grouped folds for >12 speakers [5]."),
-    norm: Optional[str] = typer.Option(None, "--norm", help="none, global [default] or speaker (only if every speaker covers the emotions)."),
+    split: Optional[str] = typer.Option(None, "--split", help="speaker (default) or random (the seed's 80/20)."),
+    folds: Optional[int] = typer.Option(None, "--folds", min=2, help="Speaker-grouped folds for >12 speakers (5)."),
+    norm: Optional[str] = typer.Option(None, "--norm", help="none, global (default) or speaker (only if every speaker covers the emotions)."),
     seed: Optional[int] = typer.Option(None, "--seed"),
     epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Keras models only."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Keras models only."),
@@ -224,15 +224,15 @@ def run_command(
     final_model: Optional[bool] = typer.Option(None, "--final-model/--no-final-model",
                                                help="Log a deployable model (refit on all data after CV)."),
     experiment: Optional[Path] = typer.Option(None, "--experiment", help="Run every cell of an experiments/*.yaml grid."),
-    experiment_name: Optional[str] = typer.Option(None, "--experiment-name", help="MLflow experiment [ser-bench]."),
+    experiment_name: Optional[str] = typer.Option(None, "--experiment-name", help="MLflow experiment (ser-bench)."),
     run_name: Optional[str] = typer.Option(None, "--run-name"),
     register: Optional[str] = typer.Option(None, "--register", help="Register the model under this name."),
     data_dir: Optional[Path] = DataDir,
     cache_dir: Optional[Path] = CacheDir,
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Feature extraction processes."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="[default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db]"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="(default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"),
     params_from: Optional[str] = typer.Option(None, "--params-from", help="Use the best parameters of this Optuna study."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage of --params-from [sqlite:///optuna.db]."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage of --params-from (sqlite:///optuna.db)."),
 ):
     """Train and evaluate a model under a protocol; log everything to MLflow."""
     from .runner import RunConfig, Runtime, run
@@ -300,8 +300,8 @@ def tune_command(
     max_speakers: Optional[int] = typer.Option(None, "--max-speakers", min=0),
     trials: int = typer.Option(20, "--trials", min=1, help="Trials per study (finished + running, all workers)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=1, help="Seconds per study and worker."),
-    study: Optional[str] = typer.Option(None, "--study", help="Study name [model-features-protocol-corpus-classes]."),
-    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL [sqlite:///optuna.db]."),
+    study: Optional[str] = typer.Option(None, "--study", help="Study name (model-features-protocol-corpus-classes)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (sqlite:///optuna.db)."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes sharing the study."),
     inner_folds: int = typer.Option(3, "--inner-folds", min=2, help="Speaker-grouped inner folds."),
     experiment_name: str = typer.Option("ser-bench-tuning", "--experiment-name"),
@@ -352,7 +352,7 @@ def report_command(
 @friendly_errors
 def predict_command(
     path: Path = typer.Argument(..., help="An audio file or a folder of them."),
-    model: Optional[str] = typer.Option(None, "--model", help="runs:/ID/model or models:/NAME@ALIAS [latest run's]."),
+    model: Optional[str] = typer.Option(None, "--model", help="runs:/ID/model or models:/NAME@ALIAS (latest run's)."),
     top: int = typer.Option(2, "--top", min=1, help="How many emotions to show per file."),
     output_format: str = typer.Option("table", "--format", help="table, json or csv."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
