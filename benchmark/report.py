@@ -89,7 +89,7 @@ def collect(tracking_uri: str | None, experiments: list[str] | None = None, corp
         if "uar" not in metrics:
             continue
         tuned = ", tuned" if tags.get("tuned_by_study") else ""
-        row = f"{params.get('model')} + {params.get('features')} ({params.get('norm', '?')} norm{tuned})"
+        row = f"{params.get('model')} + {params.get('features')} (norm: {params.get('norm', '?')}{tuned})"
         rows.append({"row": row, "column": column_of(params),
                      "uar": metrics["uar"], "uar_ci_low": metrics.get("uar_ci_low"),
                      "uar_ci_high": metrics.get("uar_ci_high"), "wa": metrics.get("wa"),
