@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .corpora import get_corpus
+from .corpora.base import fingerprint
 from .errors import BenchError
 from .features import get_feature_set
 from .features.extract import extract_features
@@ -264,7 +265,7 @@ def _run_folds(config, runtime, feature_set, protocol, data, by_corpus, model_cl
         "model": config.model, "features": feature_set.name, "protocol": config.protocol,
         "classes": ",".join(data.classes), "n_classes": str(len(data.classes)),
         "corpora": ",".join(protocol.corpus_names()),
-        **{f"corpus_fingerprint.{name}": _fingerprint(utts) for name, utts in by_corpus.items()},
+        **{f"corpus_fingerprint.{name}": fingerprint(utts) for name, utts in by_corpus.items()},
     })
 
     if tuned is not None:
@@ -357,12 +358,3 @@ def _log_final_model(config, runtime, feature_set, model_cls, X, labels, groups,
                               registered_name=runtime.register, trusted_types=getattr(model, "trusted_types", ()))
     mlflow.set_tag("model_uri", info.model_uri)
     return info.model_uri
-
-
-def _fingerprint(utterances) -> str:
-    import hashlib
-
-    digest = hashlib.sha256()
-    for utt in sorted(utterances, key=lambda u: u.id):
-        digest.update(f"{utt.id}|{utt.emotion}|{utt.speaker}|{utt.path.stat().st_size}\n".encode())
-    return digest.hexdigest()[:16]

@@ -71,7 +71,7 @@ def test_two_processes_extracting_at_once_corrupt_nothing(small_emodb, tmp_path)
     feature_set = get_feature_set("handcrafted36")
     cache = FeatureCache(cache_dir, feature_set)
     assert not list(cache.directory.rglob("*.tmp"))
-    for uid, path in items_of(small_emodb):
+    for _, path in items_of(small_emodb):
         cached = cache.load(content_hash(path))
         assert cached is not None
         from benchmark.audio import load_audio

@@ -96,9 +96,12 @@ class Corpus(ABC):
         return self._utterances
 
     def fingerprint(self) -> str:
-        """Short hash of what the corpus holds (ids, labels, speakers, sizes): a run tag."""
-        digest = hashlib.sha256()
-        for utt in self.utterances():
-            size = utt.path.stat().st_size
-            digest.update(f"{utt.id}|{utt.emotion}|{utt.speaker}|{size}\n".encode())
-        return digest.hexdigest()[:16]
+        return fingerprint(self.utterances())
+
+
+def fingerprint(utterances: list[Utterance]) -> str:
+    """Short hash of a set of utterances (ids, labels, speakers, file sizes): a run tag."""
+    digest = hashlib.sha256()
+    for utt in sorted(utterances, key=lambda u: u.id):
+        digest.update(f"{utt.id}|{utt.emotion}|{utt.speaker}|{utt.path.stat().st_size}\n".encode())
+    return digest.hexdigest()[:16]
