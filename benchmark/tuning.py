@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -51,7 +52,6 @@ def storage_url(storage: str | None) -> str:
 def open_storage(url: str, attempts: int = 5):
     """Optuna's RDB storage; retried because workers starting together race to create its tables."""
     import time
-    import warnings
 
     import optuna
 
@@ -236,7 +236,9 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
         stop = optuna.study.MaxTrialsCallback(
             options.trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
                                     optuna.trial.TrialState.RUNNING))
-        optuna.storages.fail_stale_trials(study)  # a killed worker's trials stop counting as running
+        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # a killed worker's trials stop counting as running
         if finished_or_running(study) < options.trials:
             study.optimize(make_objective(config, inputs, pool, options, run_id, tracking_uri), n_trials=None,
                            timeout=options.timeout, callbacks=[stop], catch=(BenchError,))
