@@ -85,10 +85,11 @@ def test_two_worker_processes_share_one_study(data_dir, emodb_dir, stores, tmp_p
     (study,) = [optuna.load_study(study_name=s.study_name, storage=stores["storage"])
                 for s in optuna.get_all_study_summaries(stores["storage"])]
     states = [t.state for t in study.trials]
-    assert len(states) == 8
-    assert all(s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for s in states)
-    assert sorted(t.number for t in study.trials) == list(range(8))
-    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == 8  # no trial evaluated twice
+    # workers stop once 8 trials are finished or running; two finishing at the same instant may add one more
+    assert 8 <= len(states) <= 9
+    assert all(s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for s in states)  # none lost
+    assert sorted(t.number for t in study.trials) == list(range(len(states)))
+    assert len({tuple(sorted(t.params.items())) for t in study.trials}) == len(states)  # none evaluated twice
 
     from mlflow import MlflowClient
 
@@ -96,7 +97,7 @@ def test_two_worker_processes_share_one_study(data_dir, emodb_dir, stores, tmp_p
     experiment = client.get_experiment_by_name("ser-bench-tuning").experiment_id
     run_id = study.user_attrs["mlflow_run_id"]
     trials = client.search_runs([experiment], f"tags.mlflow.parentRunId = '{run_id}'")
-    assert sorted(int(r.data.tags["optuna_trial"]) for r in trials) == list(range(8))
+    assert sorted(int(r.data.tags["optuna_trial"]) for r in trials) == list(range(len(states)))  # one run each
 
 
 def test_keras_trials_report_every_epoch(data_dir, emodb_dir, stores):
