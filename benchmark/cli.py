@@ -46,15 +46,6 @@ def friendly_errors(command):
     return wrapper
 
 
-def open_corpus(spec: str, data_dir: Optional[Path]):
-    """``emodb``, ``shemo``, ``urdu`` or ``folder:PATH`` (a CSV manifest or emotion folders)."""
-    from .corpora import get_corpus
-
-    if spec.startswith("folder:"):
-        return get_corpus("folder", root=spec.split(":", 1)[1])
-    return get_corpus(spec, data_dir=data_dir)
-
-
 def counts_text(counter: Counter) -> str:
     return ", ".join(f"{key} {value}" for key, value in sorted(counter.items()))
 
@@ -67,7 +58,7 @@ def data_list(
     speakers: bool = typer.Option(False, "--speakers", help="Show utterances per speaker too."),
 ):
     """Show each corpus found, with counts per emotion and per speaker."""
-    from .corpora import CORPORA
+    from .corpora import CORPORA, open_corpus
     from .paths import data_root
 
     console.print(f"data root: {data_root(data_dir)}")
@@ -137,6 +128,7 @@ def features_extract(
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N utterances."),
 ):
     """Extract (or load from cache) a feature set for every utterance of a corpus."""
+    from .corpora import open_corpus
     from .features import get_feature_set
     from .features.extract import extract_features
 
@@ -161,6 +153,7 @@ def features_speed(
 ):
     """Time handcrafted36 vs pyAudioAnalysis and librosa46 vs the seed recipe on the same files."""
     from .audio import load_audio
+    from .corpora import open_corpus
     from .features.speed import run_speed_benchmark
 
     utterances = open_corpus(corpus, data_dir).utterances()[:limit]

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .corpora import get_corpus
+from .corpora import open_corpus
 from .corpora.base import fingerprint
 from .errors import BenchError
 from .features import get_feature_set
@@ -138,10 +138,7 @@ def prepare(config: RunConfig, runtime: Runtime):
     protocol = get_protocol(config.protocol, config.protocol_config())
     by_corpus = {}
     for name in protocol.corpus_names():
-        if name.startswith("folder:"):
-            corpus = get_corpus("folder", root=name.split(":", 1)[1])
-        else:
-            corpus = get_corpus(name, data_dir=runtime.data_dir)
+        corpus = open_corpus(name, runtime.data_dir)
         by_corpus[name] = [u if u.corpus == name else _rename(u, name)
                            for u in subsample(corpus.utterances(), config.max_per_speaker_class, config.max_speakers)]
     data = protocol.select(by_corpus)
@@ -204,7 +201,7 @@ def build_inputs(config: RunConfig, runtime: Runtime, feature_set, protocol, dat
         raise BenchError("no utterance could be read: " + next(iter(extraction.failed.values()), ""))
     index_map = np.cumsum(keep) - 1
     utterances = [u for u, k in zip(data.utterances, keep) if k]
-    model_cls = type(get_model(config.model))
+    model_cls = MODELS.lookup(config.model)
     X = model_inputs(model_cls, [extraction.features[f"{u.id}@{u.corpus}"] for u in utterances])
     folds = [Fold(f.name, index_map[f.train][keep[f.train]], index_map[f.test][keep[f.test]])
              for f in protocol.folds(data)]
@@ -214,18 +211,17 @@ def build_inputs(config: RunConfig, runtime: Runtime, feature_set, protocol, dat
 def run(config: RunConfig, runtime: Runtime = Runtime(), tuned: "TunedParams | None" = None) -> RunResult:
     """Evaluate ``config`` under its protocol; ``tuned`` supplies per-fold hyper-parameters."""
     import mlflow
-    import pandas as pd
 
     from . import tracking
 
     feature_set, protocol, data, by_corpus = prepare(config, runtime)
-    model_cls = type(get_model(config.model))
+    model_cls = MODELS.lookup(config.model)
     tracking.use_store(runtime.tracking_uri, runtime.experiment)
     run_name = runtime.run_name or f"{config.model}-{feature_set.name}-{config.protocol}"
     project_run = tracking.project_run_id()  # set when started by `mlflow run` (MLproject)
     with mlflow.start_run(run_id=project_run, run_name=None if project_run else run_name) as parent:
         try:
-            return _run_folds(config, runtime, feature_set, protocol, data, by_corpus, model_cls, parent, pd, tuned)
+            return _run_folds(config, runtime, feature_set, protocol, data, by_corpus, model_cls, parent, tuned)
         except BaseException as exc:
             message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             mlflow.set_tag("error", f"{type(exc).__name__}: {message}"[:5000])
@@ -247,8 +243,9 @@ class TunedParams:
         return self.by_fold[name]
 
 
-def _run_folds(config, runtime, feature_set, protocol, data, by_corpus, model_cls, parent, pd, tuned):
+def _run_folds(config, runtime, feature_set, protocol, data, by_corpus, model_cls, parent, tuned):
     import mlflow
+    import pandas as pd
 
     from . import tracking
 
@@ -300,13 +297,13 @@ def _run_folds(config, runtime, feature_set, protocol, data, by_corpus, model_cl
                 mlflow.log_metrics({**metrics, "n_train": len(train), "n_test": len(test),
                                     "fit_seconds": time.perf_counter() - start})
             fold_rows.append({"fold": fold.name, "n_train": len(train), "n_test": len(test), **metrics})
+            column = {c: j for j, c in enumerate(model.classes_)}  # a class absent from training scores 0
             for row, i in enumerate(test):
                 utt = utterances[i]
                 prediction_rows.append({
                     "id": utt.id, "corpus": utt.corpus, "speaker": utt.speaker, "fold": fold.name,
                     "true": labels[i], "predicted": predicted[row],
-                    **{f"p_{c}": float(proba[row, list(model.classes_).index(c)]) if c in model.classes_ else 0.0
-                       for c in data.classes},
+                    **{f"p_{c}": float(proba[row, column[c]]) if c in column else 0.0 for c in data.classes},
                 })
             last_fold = (model, normaliser)
             bar.advance(task)

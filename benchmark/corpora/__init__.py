@@ -18,6 +18,13 @@ def get_corpus(name: str, data_dir: str | Path | None = None, root: str | Path |
     return cls(Path(root) if root else data_root(data_dir) / name, **options)
 
 
+def open_corpus(spec: str, data_dir: str | Path | None = None) -> Corpus:
+    """``emodb``, ``shemo``, ``urdu`` or ``folder:PATH`` (a CSV manifest or emotion folders)."""
+    if spec.startswith("folder:"):
+        return get_corpus("folder", root=spec.split(":", 1)[1])
+    return get_corpus(spec, data_dir=data_dir)
+
+
 from . import emodb, folder, shemo, urdu  # noqa: E402,F401  (self-registration)
 
-__all__ = ["CORPORA", "EMOTIONS", "Corpus", "Utterance", "canonical_emotion", "get_corpus", "register_corpus"]
+__all__ = ["CORPORA", "EMOTIONS", "Corpus", "Utterance", "canonical_emotion", "get_corpus", "open_corpus", "register_corpus"]
