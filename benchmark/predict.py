@@ -17,7 +17,7 @@ from .audio import AUDIO_SUFFIXES
 from .errors import BenchError
 from .features import get_feature_set
 from .features.extract import extract_features
-from .protocols.normalise import Normaliser
+from .normalise import Normaliser
 
 
 def latest_model_uri(tracking_uri: str | None) -> str:

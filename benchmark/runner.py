@@ -24,7 +24,7 @@ from .features.functionals import utterance_vector
 from .metrics import classification_metrics, uar_interval
 from .models import MODELS, get_model
 from .protocols import Fold, ProtocolConfig, get_protocol
-from .protocols.normalise import Normaliser
+from .normalise import Normaliser
 
 log = logging.getLogger(__name__)
 

@@ -146,7 +146,7 @@ def epoch_pruner(trial, X, labels, groups, valid, config: RunConfig, offset: int
     import optuna
 
     from .models.keras_base import pad_batch
-    from .protocols.normalise import Normaliser
+    from .normalise import Normaliser
 
     train = np.setdiff1d(np.arange(len(labels)), valid)
     normaliser = Normaliser(config.norm).fit(take(X, train), groups[train])

@@ -4,7 +4,7 @@ import pytest
 from benchmark.corpora import get_corpus
 from benchmark.errors import BenchError
 from benchmark.protocols import CLASS_SETS, ProtocolConfig, get_protocol
-from benchmark.protocols.normalise import Normaliser
+from benchmark.normalise import Normaliser
 
 
 @pytest.fixture(scope="module")

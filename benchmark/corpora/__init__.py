@@ -25,6 +25,6 @@ def open_corpus(spec: str, data_dir: str | Path | None = None) -> Corpus:
     return get_corpus(spec, data_dir=data_dir)
 
 
-from . import emodb, folder, shemo, urdu  # noqa: E402,F401  (self-registration)
+CORPORA.discover(__name__, __path__)  # every module joins by its decorator
 
 __all__ = ["CORPORA", "EMOTIONS", "Corpus", "Utterance", "canonical_emotion", "get_corpus", "open_corpus", "register_corpus"]

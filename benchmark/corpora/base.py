@@ -66,6 +66,9 @@ class Corpus(ABC):
     description: ClassVar[str] = ""
     label_map: ClassVar[dict[str, str]] = {}
     download_hint: ClassVar[str] = ""
+    # what `bench data download NAME` fetches: official archives (verified) and plain extra files
+    archives: ClassVar[tuple] = ()
+    extras: ClassVar[tuple] = ()
 
     def __init__(self, root: str | Path):
         self.root = Path(root)

@@ -40,22 +40,6 @@ class Extra:
     filename: str
 
 
-SOURCES: dict[str, tuple[list[Archive], list[Extra]]] = {
-    "emodb": (
-        [Archive("http://emodb.bilderbar.info/download/download.zip", "download.zip", "wav", 535)],
-        [],
-    ),
-    # Links from ShEMO's official repository (github.com/pariajm/sharif-emotional-speech-dataset).
-    "shemo": (
-        [
-            Archive("https://www.dropbox.com/s/42okby6c40w3j2x/female.zip?dl=1", "female.zip", "female", 1263),
-            Archive("https://www.dropbox.com/s/5ebs8hq1zm0qkp6/male.zip?dl=1", "male.zip", "male", 1737),
-        ],
-        [Extra("https://github.com/pariajm/sharif-emotional-speech-dataset/raw/master/shemo.json", "shemo.json")],
-    ),
-}
-
-
 def _url(original: str, filename: str, base_url: str | None) -> str:
     return f"{base_url.rstrip('/')}/{filename}" if base_url else original
 
@@ -159,9 +143,12 @@ def safe_extract(archive_path: Path, staging: Path) -> None:
 
 def download_corpus(name: str, root: Path, base_url: str | None = None, progress: bool = True) -> dict[str, str]:
     """Download, verify and extract corpus ``name`` into ``root``; return archive checksums."""
-    if name not in SOURCES:
-        raise DownloadError(f"no download is known for corpus {name!r}; choose one of {', '.join(SOURCES)}")
-    archives, extras = SOURCES[name]
+    from ..corpora import CORPORA
+
+    downloadable = sorted(n for n, cls in CORPORA.items() if cls.archives)
+    if name not in downloadable:
+        raise DownloadError(f"no download is known for corpus {name!r}; choose one of {', '.join(downloadable)}")
+    archives, extras = CORPORA[name].archives, CORPORA[name].extras
     downloads = root / ".downloads"
     checksums = {}
     for archive in archives:

@@ -10,6 +10,7 @@ import re
 
 from ..corpora import register_corpus
 from .base import Corpus, Utterance
+from .download import Archive
 
 FILENAME = re.compile(r"^(?P<speaker>\d{2})(?P<text>[ab]\d{2})(?P<letter>[A-Z])(?P<version>[a-z])$")
 # Speaker genders from the EMO-DB documentation (no metadata file ships with the audio).
@@ -28,6 +29,7 @@ class EmoDB(Corpus):
         "F": "happiness", "T": "sadness", "N": "neutral",
     }
     download_hint = "run `bench data download emodb`"
+    archives = (Archive("http://emodb.bilderbar.info/download/download.zip", "download.zip", "wav", 535),)
 
     def scan(self):
         self.require_dir(self.root)

@@ -14,6 +14,7 @@ from typing import Literal
 from ..corpora import register_corpus
 from ..errors import BenchError, CorpusNotFoundError
 from .base import Corpus, Utterance, canonical_emotion
+from .download import Archive, Extra
 
 FILENAME = re.compile(r"^(?P<gender>[FM])(?P<speaker>\d{2})(?P<letter>[AWFHSN])(?P<utt>\d{2})$")
 LabelSource = Literal["auto", "filename", "validated"]
@@ -25,6 +26,12 @@ class ShEMO(Corpus):
     description = "Sharif Emotional Speech Database (Persian, 87 speakers, 6 emotions)"
     label_map = {"A": "anger", "W": "surprise", "F": "fear", "H": "happiness", "S": "sadness", "N": "neutral"}
     download_hint = "run `bench data download shemo`"
+    # links from ShEMO's official repository (github.com/pariajm/sharif-emotional-speech-dataset)
+    archives = (
+        Archive("https://www.dropbox.com/s/42okby6c40w3j2x/female.zip?dl=1", "female.zip", "female", 1263),
+        Archive("https://www.dropbox.com/s/5ebs8hq1zm0qkp6/male.zip?dl=1", "male.zip", "male", 1737),
+    )
+    extras = (Extra("https://github.com/pariajm/sharif-emotional-speech-dataset/raw/master/shemo.json", "shemo.json"),)
 
     def __init__(self, root, label_source: LabelSource = "auto"):
         super().__init__(root)

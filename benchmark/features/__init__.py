@@ -13,6 +13,6 @@ def get_feature_set(name: str, **config) -> FeatureSet:
     return FEATURE_SETS.lookup(name)(**config)
 
 
-from . import handcrafted, librosa_set, opensmile_sets  # noqa: E402,F401  (self-registration)
+FEATURE_SETS.discover(__name__, __path__)  # every module joins by its decorator
 
 __all__ = ["FEATURE_SETS", "FeatureConfig", "FeatureSet", "get_feature_set", "register_feature_set"]

@@ -19,6 +19,8 @@ def get_model(name: str, **params) -> SERClassifier:
     return cls(**params)
 
 
-from . import attn_blstm, local_attn_blstm, sklearn_models  # noqa: E402,F401  (self-registration)
+# every module of this package joins by its decorator; keras_layers registers Keras layers only and
+# imports TensorFlow, so it loads when a Keras model is built or loaded, never for a vector model
+MODELS.discover(__name__, __path__, lazy=("keras_layers",))
 
 __all__ = ["MODELS", "SERClassifier", "get_model", "register_model"]

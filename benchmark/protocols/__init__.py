@@ -13,6 +13,6 @@ def get_protocol(name: str, config: ProtocolConfig = ProtocolConfig()) -> Protoc
     return PROTOCOLS.lookup(name)(config)
 
 
-from . import standard  # noqa: E402,F401  (self-registration)
+PROTOCOLS.discover(__name__, __path__)  # every module joins by its decorator
 
 __all__ = ["CLASS_SETS", "PROTOCOLS", "Fold", "Protocol", "ProtocolConfig", "ProtocolData", "get_protocol"]

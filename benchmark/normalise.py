@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import BenchError
+from .errors import BenchError
 
 MODES = ("none", "global", "speaker")
 
