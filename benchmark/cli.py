@@ -175,8 +175,90 @@ def parse_assignments(items: list[str], option: str) -> dict:
         if "=" not in item:
             raise BenchError(f"{option} {item!r}: expected NAME=VALUE, e.g. {option} units=64")
         key, value = item.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key.strip()] = value
     return out
+
+
+def _registry_names(kind: str) -> str:
+    from .features import FEATURE_SETS
+    from .models import MODELS
+    from .protocols import PROTOCOLS
+
+    return {"model": MODELS, "features": FEATURE_SETS, "protocol": PROTOCOLS}[kind].names()
+
+
+# The settings `bench run` and `bench tune` share, in one place. Every default is None: "not given",
+# so the config's owners (a model's __init__, a protocol's Params, config.Task) keep the defaults.
+# "auto" (MLproject's placeholder) also means "not given".
+RUN_SETTINGS = [
+    ("model", str, "--model", lambda: f"One of: {_registry_names('model')}."),
+    ("features", str, "--features", lambda: f"Feature set (default: the model's own): {_registry_names('features')}."),
+    ("protocol", str, "--protocol", lambda: f"One of: {_registry_names('protocol')} (default within_corpus)."),
+    # + one option per protocol parameter, from the protocols' own Params (protocol_settings below)
+    ("classes", str, "--classes", lambda: "all (default), 2, 4, 5, 6, 7 or a list like anger,sadness."),
+    ("norm", str, "--norm", lambda: "none, global (default) or speaker (only if every speaker covers the emotions)."),
+    ("seed", int, "--seed", lambda: "Seed of every random step (default 0)."),
+    ("epochs", int, "--epochs", lambda: "Shortcut for --param epochs=N (models trained in epochs)."),
+    ("batch_size", int, "--batch-size", lambda: "Shortcut for --param batch_size=N."),
+    ("max_per_speaker_class", int, "--max-per-speaker-class", lambda: "Small slice: N utterances per speaker and emotion (0: all)."),
+    ("max_speakers", int, "--max-speakers", lambda: "Small slice: the first N speakers (0: all)."),
+]
+LIST_SETTINGS = [
+    ("param", "--param", "Model hyper-parameter NAME=VALUE (repeatable).", "model_params"),
+    ("feature_param", "--feature-param", "Feature-set option NAME=VALUE (repeatable).", "feature_params"),
+    ("protocol_param", "--protocol-param", "Protocol parameter NAME=VALUE (repeatable).", "protocol_params"),
+]
+
+
+def protocol_settings() -> list[tuple]:
+    """One option per parameter any protocol declares (``--corpus``, ``--train-corpus`` ...), with
+    its help generated from the protocols that take it: a new protocol file brings its own flags."""
+    from dataclasses import MISSING, fields
+
+    from .protocols import PROTOCOLS
+
+    owners: dict[str, list[str]] = {}
+    for cls in sorted(PROTOCOLS.values(), key=lambda c: c.name):
+        for f in fields(cls.Params):
+            default = f.default if f.default is not MISSING else "required"
+            owners.setdefault(f.name, []).append(f"{cls.name} (default {default})")
+    return [(name, str, f"--{name.replace('_', '-')}", lambda where=where: "Protocol parameter of " + "; ".join(where) + ".")
+            for name, where in owners.items()]
+
+
+def run_settings_options(command):
+    """Add the shared run settings to a typer command; it receives them as ``settings`` (given ones only)."""
+    import inspect
+
+    signature = inspect.signature(command)
+    own = [p for p in signature.parameters.values() if p.name != "settings"]
+    settings_table = RUN_SETTINGS[:3] + protocol_settings() + RUN_SETTINGS[3:]
+    extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=Optional[kind],
+                               default=typer.Option(None, flag, help=help_text()))
+             for name, kind, flag, help_text in settings_table]
+    extra += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, annotation=list[str],
+                                default=typer.Option([], flag, help=help_text))
+              for name, flag, help_text, _ in LIST_SETTINGS]
+
+    @functools.wraps(command)
+    def wrapper(**kwargs):
+        settings = {}
+        for name, *_ in settings_table:
+            value = kwargs.pop(name)
+            if value is not None and value != "auto":
+                settings[name] = value
+        for name, flag, _, key in LIST_SETTINGS:
+            values = kwargs.pop(name)
+            if values:
+                settings[key] = parse_assignments(values, flag)
+        return command(settings=settings, **kwargs)
+
+    wrapper.__signature__ = signature.replace(
+        parameters=extra + [p.replace(kind=inspect.Parameter.KEYWORD_ONLY) for p in own])
+    return wrapper
 
 
 def print_summary(result, title: str) -> None:
@@ -195,27 +277,11 @@ def print_summary(result, title: str) -> None:
 
 @app.command("run")
 @friendly_errors
+@run_settings_options
 def run_command(
-    model: Optional[str] = typer.Option(None, "--model", help="local_attn_blstm, attn_blstm, svm, xgboost"),
-    features: Optional[str] = typer.Option(None, "--features", help="Feature set (default: the model's own)."),
-    protocol: Optional[str] = typer.Option(None, "--protocol", help="within_corpus (default) or cross_corpus"),
-    corpus: Optional[str] = typer.Option(None, "--corpus", help="Within-corpus corpus (default: emodb)."),
-    train_corpus: Optional[str] = typer.Option(None, "--train-corpus", help="Cross-corpus training corpus (emodb)."),
-    test_corpus: Optional[str] = typer.Option(None, "--test-corpus", help="Cross-corpus test corpus (shemo)."),
-    classes: Optional[str] = typer.Option(None, "--classes", help="all, 2, 4, 5, 6, 7 or a list like anger,sadness."),
-    split: Optional[str] = typer.Option(None, "--split", help="speaker (default) or random (the seed's 80/20)."),
-    folds: Optional[int] = typer.Option(None, "--folds", min=2, help="Speaker-grouped folds for >12 speakers (5)."),
-    norm: Optional[str] = typer.Option(None, "--norm", help="none, global (default) or speaker (only if every speaker covers the emotions)."),
-    seed: Optional[int] = typer.Option(None, "--seed"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="Keras models only."),
-    batch_size: Optional[int] = typer.Option(None, "--batch-size", min=1, help="Keras models only."),
-    param: list[str] = typer.Option([], "--param", help="Model hyper-parameter NAME=VALUE (repeatable)."),
-    feature_param: list[str] = typer.Option([], "--feature-param", help="Feature-set option NAME=VALUE."),
-    max_per_speaker_class: Optional[int] = typer.Option(None, "--max-per-speaker-class", min=0,
-                                                        help="Small slice: N utterances per speaker and emotion (0: all)."),
-    max_speakers: Optional[int] = typer.Option(None, "--max-speakers", min=0, help="Small slice: first N speakers (0: all)."),
+    settings: dict,
     final_model: Optional[bool] = typer.Option(None, "--final-model/--no-final-model",
-                                               help="Log a deployable model (refit on all data after CV)."),
+                                               help="Log a deployable model (refit on all data after CV; default on)."),
     experiment: Optional[Path] = typer.Option(None, "--experiment", help="Run every cell of an experiments/*.yaml grid."),
     experiment_name: Optional[str] = typer.Option(None, "--experiment-name", help="MLflow experiment (ser-bench)."),
     run_name: Optional[str] = typer.Option(None, "--run-name"),
@@ -228,43 +294,36 @@ def run_command(
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage of --params-from (sqlite:///optuna.db)."),
 ):
     """Train and evaluate a model under a protocol; log everything to MLflow."""
-    from .runner import RunConfig, Runtime, run
+    from .config import resolve
+    from .runner import Runtime, run
 
+    if final_model is not None:
+        settings["final_model"] = final_model
+    if experiment:
+        from .experiments import load_experiment
+
+        spec = load_experiment(experiment)
+        cells, mlflow_experiment = [{**cell, **settings} for cell in spec.cells], experiment_name or spec.name
+    else:
+        if "model" not in settings:
+            raise BenchError("--model is required (or --experiment FILE); e.g. bench run --model svm")
+        cells, mlflow_experiment = [settings], experiment_name or "ser-bench"
+    runtime = Runtime(data_dir=str(data_dir) if data_dir else None, cache_dir=str(cache_dir) if cache_dir else None,
+                      jobs=jobs, tracking_uri=tracking_uri, experiment=mlflow_experiment, run_name=run_name,
+                      register=register)
     tuned = None
     if params_from:
         from .tuning import load_tuned
 
         tuned = load_tuned(params_from, storage)
-
-    features = None if features == "auto" else features  # "auto": the model's own (MLproject default)
-    given = {key: value for key, value in {
-        "model": model, "features": features, "protocol": protocol, "corpus": corpus,
-        "train_corpus": train_corpus, "test_corpus": test_corpus, "classes": classes, "split": split,
-        "folds": folds, "norm": norm, "seed": seed, "epochs": epochs, "batch_size": batch_size,
-        "max_per_speaker_class": max_per_speaker_class, "max_speakers": max_speakers, "final_model": final_model,
-    }.items() if value is not None}
-    if param:
-        given["model_params"] = parse_assignments(param, "--param")
-    if feature_param:
-        given["feature_params"] = parse_assignments(feature_param, "--feature-param")
-    if experiment:
-        from .experiments import load_experiment
-
-        spec = load_experiment(experiment)
-        cells, mlflow_experiment = [{**cell, **given} for cell in spec.cells], experiment_name or spec.name
-    else:
-        if "model" not in given:
-            raise BenchError("--model is required (or --experiment FILE); e.g. bench run --model svm")
-        cells, mlflow_experiment = [given], experiment_name or "ser-bench"
     failures = 0
     for number, cell in enumerate(cells, start=1):
-        config = RunConfig(**cell)
-        runtime = Runtime(data_dir=str(data_dir) if data_dir else None, cache_dir=str(cache_dir) if cache_dir else None,
-                          jobs=jobs, tracking_uri=tracking_uri, experiment=mlflow_experiment, run_name=run_name,
-                          register=register)
         title = (f"[{number}/{len(cells)}] " if len(cells) > 1 else "") + \
-            f"{config.model} / {config.resolved_features()} / {config.protocol}"
+            " / ".join(str(cell.get(k, "-")) for k in ("model", "features", "protocol"))
         try:
+            config = resolve(cell)  # every value checked before any MLflow run exists
+            title = title.split("] ")[0] + "] " if len(cells) > 1 else ""
+            title += f"{config.model.name} / {config.features.name} / {config.protocol.name}"
             print_summary(run(config, runtime, tuned), title)
         except BenchError as exc:
             if len(cells) == 1:
@@ -277,20 +336,9 @@ def run_command(
 
 @app.command("tune")
 @friendly_errors
+@run_settings_options
 def tune_command(
-    model: str = typer.Option(..., "--model"),
-    features: Optional[str] = typer.Option(None, "--features"),
-    protocol: str = typer.Option("within_corpus", "--protocol"),
-    corpus: str = typer.Option("emodb", "--corpus"),
-    train_corpus: str = typer.Option("emodb", "--train-corpus"),
-    test_corpus: str = typer.Option("shemo", "--test-corpus"),
-    classes: str = typer.Option("all", "--classes"),
-    split: str = typer.Option("speaker", "--split"),
-    norm: str = typer.Option("global", "--norm"),
-    seed: int = typer.Option(0, "--seed"),
-    epochs: Optional[int] = typer.Option(None, "--epochs", min=1),
-    max_per_speaker_class: Optional[int] = typer.Option(None, "--max-per-speaker-class", min=0),
-    max_speakers: Optional[int] = typer.Option(None, "--max-speakers", min=0),
+    settings: dict,
     trials: int = typer.Option(20, "--trials", min=1, help="Trials per study (finished + running, all workers)."),
     timeout: Optional[float] = typer.Option(None, "--timeout", min=1, help="Seconds per study and worker."),
     study: Optional[str] = typer.Option(None, "--study", help="Study name (model-features-protocol-corpus-classes)."),
@@ -303,13 +351,13 @@ def tune_command(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
 ):
     """Tune a model's hyper-parameters with Optuna on training speakers only (nested)."""
-    from .runner import RunConfig, Runtime
+    from .config import resolve
+    from .runner import Runtime
     from .tuning import TuneOptions, tune
 
-    features = None if features == "auto" else features
-    config = RunConfig(model=model, features=features, protocol=protocol, corpus=corpus, train_corpus=train_corpus,
-                       test_corpus=test_corpus, classes=classes, split=split, norm=norm, seed=seed, epochs=epochs,
-                       max_per_speaker_class=max_per_speaker_class, max_speakers=max_speakers, final_model=False)
+    if "model" not in settings:
+        raise BenchError("--model is required; e.g. bench tune --model svm")
+    config = resolve({**settings, "final_model": False})
     runtime = Runtime(data_dir=str(data_dir) if data_dir else None, cache_dir=str(cache_dir) if cache_dir else None,
                       tracking_uri=tracking_uri, experiment=experiment_name)
     name, best = tune(config, runtime, TuneOptions(trials=trials, timeout=timeout, study=study, storage=storage,
@@ -319,7 +367,8 @@ def tune_command(
         table.add_row(f"{name}@{suffix}", str(info["trials"]), f"{info['value']:.3f}",
                       ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info["params"].items()))
     console.print(table)
-    console.print(f"use them: bench run --model {model} ... --params-from {name}")
+    console.print(f"use them: bench run --model {config.model.name} ... --params-from {name}")
+
 
 
 @app.command("report")

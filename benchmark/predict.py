@@ -14,9 +14,10 @@ from pathlib import Path
 import numpy as np
 
 from .audio import AUDIO_SUFFIXES
+from .config import RunConfig
 from .errors import BenchError
-from .features import get_feature_set
 from .features.extract import extract_features
+from .models import model_input
 from .normalise import Normaliser
 
 
@@ -40,6 +41,10 @@ def latest_model_uri(tracking_uri: str | None) -> str:
 
 @dataclass
 class Predictor:
+    """A logged model with everything it needs: the run's config (feature set and options,
+    normalisation), its label map and the normaliser's training statistics. Framework-free: the
+    model class named in the config loads itself and predicts exactly as it did in the run."""
+
     uri: str
     tracking_uri: str | None = None
 
@@ -56,50 +61,29 @@ class Predictor:
             raise BenchError(f"cannot open model {self.uri} ({str(exc).splitlines()[0]}); "
                              f"use runs:/<run id>/model or models:/<name>@<alias>") from None
         meta = info.metadata or {}
-        if "label_map" not in meta:
-            raise BenchError(f"model {self.uri} was not logged by ser-bench (no label map in its metadata)")
+        if "label_map" not in meta or "ser_bench_config" not in meta:
+            raise BenchError(f"model {self.uri} was not logged by this version of ser-bench (no run configuration "
+                             f"in its metadata); log it again with `bench run`")
+        self.config = RunConfig.from_dict(meta["ser_bench_config"])
         self.labels = np.array(meta["label_map"])
-        self.input_kind = meta["input_kind"]
-        self.feature_set = get_feature_set(meta["feature_set"], **meta.get("feature_params", {}))
-        self.flavor = "keras" if "keras" in info.flavors else "xgboost" if "xgboost" in info.flavors else "sklearn"
-        self.normaliser = Normaliser(meta.get("norm", "none"))
+        self.feature_set = self.config.build_features()
+        self.model_class = self.config.model_class()
+        self.normaliser = Normaliser(self.config.task.norm)
         if self.normaliser.mode != "none":
             stats = mlflow.artifacts.load_dict(f"runs:/{info.run_id}/preprocessing/normaliser.json")
             if stats.get("mean") is not None:
                 self.normaliser.mean_, self.normaliser.std_ = np.array(stats["mean"]), np.array(stats["std"])
-        if self.flavor == "keras":
-            import benchmark.models.keras_layers  # noqa: F401  (custom layers)
-
-            self.model = mlflow.keras.load_model(self.uri)
-        else:
-            self.model = getattr(mlflow, self.flavor).load_model(self.uri)
-
-    def probabilities(self, inputs) -> np.ndarray:
-        if self.flavor != "keras":
-            return np.asarray(self.model.predict_proba(np.asarray(inputs, dtype=np.float32)))
-        import tensorflow as tf
-
-        from .models.keras_base import pad_batch
-
-        infer = tf.function(lambda x: self.model(x, training=False), reduce_retracing=True)
-        return np.concatenate([np.asarray(infer(tf.constant(pad_batch(inputs[i:i + 32]))))
-                               for i in range(0, len(inputs), 32)])
+        self.model = self.model_class.load_model(self.uri, list(self.labels))
 
     def predict(self, paths: list[Path], progress: bool = False):
         """(probabilities (files x classes) of the readable files, their paths, {path: error})."""
-        from .features.functionals import utterance_vector
-
         result = extract_features([(str(p), p) for p in paths], self.feature_set, progress=progress)
         ok = [p for p in paths if str(p) in result.features]
         if not ok:
             return np.zeros((0, len(self.labels))), [], result.failed
-        arrays = [result.features[str(p)] for p in ok]
-        if self.input_kind == "sequence":
-            inputs = [a["frames"].astype(np.float32) for a in arrays]
-        else:
-            inputs = np.stack([utterance_vector(a) for a in arrays])
+        inputs = model_input(self.model_class, [result.features[str(p)] for p in ok])
         inputs = self.normaliser.transform(inputs, np.zeros(len(ok), dtype=int))
-        return self.probabilities(inputs), ok, result.failed
+        return np.asarray(self.model.predict_proba(inputs)), ok, result.failed
 
 
 def audio_files(path: Path) -> list[Path]:

@@ -1,6 +1,7 @@
 """``bench report``: a comparison table built from the MLflow store alone.
 
-Rows are model x feature set x normalisation (tuned runs apart), columns protocol x corpus x class set; a cell holds pooled UAR with
+Rows are model x feature set x normalisation (tuned runs apart), columns as each run's protocol
+names them (protocol, corpora, class set: the ``report_column`` tag); a cell holds pooled UAR with
 its bootstrap 95% interval and WA of the latest finished run of that combination, the best UAR of
 each column is marked, and the reference numbers of seed.md stand beside them. Written as
 Markdown, HTML (with the confusion matrices of each column's best run) and CSV. Nothing in it
@@ -44,17 +45,6 @@ class Report:
     images: dict[str, bytes]  # column -> PNG of its best run's row-normalised confusion matrix
 
 
-def column_of(params: dict) -> str:
-    classes = params.get("classes_resolved", "")
-    n = len(classes.split(",")) if classes else "?"
-    if params.get("protocol") == "cross_corpus":
-        where = f"{params.get('train_corpus')}->{params.get('test_corpus')}"
-    else:
-        where = params.get("corpus", "?")
-    split = " random" if params.get("split") == "random" and params.get("protocol") == "within_corpus" else ""
-    return f"{params.get('protocol')} {where} {n} classes{split}"
-
-
 def collect(tracking_uri: str | None, experiments: list[str] | None = None, corpus: str | None = None,
             protocol: str | None = None) -> Report:
     import mlflow
@@ -76,21 +66,19 @@ def collect(tracking_uri: str | None, experiments: list[str] | None = None, corp
     runs = client.search_runs([e.experiment_id for e in known], "attributes.status = 'FINISHED'", max_results=50_000)
     rows = []
     for r in runs:
-        params, tags = r.data.params, r.data.tags
-        if "mlflow.parentRunId" in tags or tags.get("ser_bench_kind", "run") != "run" or "protocol" not in params:
+        tags = r.data.tags
+        if "mlflow.parentRunId" in tags or tags.get("ser_bench_kind") != "run" or "report_column" not in tags:
             continue  # folds, tuning studies and trials are not table cells
-        if protocol and params.get("protocol") != protocol:
+        if protocol and tags.get("protocol") != protocol:
             continue
-        if corpus and corpus not in {params.get("corpus") if params.get("protocol") == "within_corpus" else None,
-                                     params.get("train_corpus") if params.get("protocol") == "cross_corpus" else None,
-                                     params.get("test_corpus") if params.get("protocol") == "cross_corpus" else None}:
+        if corpus and corpus not in tags.get("corpora", "").split(","):
             continue
         metrics = r.data.metrics
         if "uar" not in metrics:
             continue
         tuned = ", tuned" if tags.get("tuned_by_study") else ""
-        row = f"{params.get('model')} + {params.get('features')} (norm: {params.get('norm', '?')}{tuned})"
-        rows.append({"row": row, "column": column_of(params),
+        row = f"{tags.get('model')} + {tags.get('features')} (norm: {tags.get('norm', '?')}{tuned})"
+        rows.append({"row": row, "column": tags["report_column"],
                      "uar": metrics["uar"], "uar_ci_low": metrics.get("uar_ci_low"),
                      "uar_ci_high": metrics.get("uar_ci_high"), "wa": metrics.get("wa"),
                      "macro_f1": metrics.get("macro_f1"), "run_id": r.info.run_id, "start": r.info.start_time})

@@ -1,5 +1,7 @@
 """MLflow tracking: the store, run tags, figures, per-epoch metrics and model logging.
 
+Models log and load themselves (``SERClassifier.log_model``); this module knows the store.
+
 Default store: an embedded sqlite database ``./mlflow.db`` with artifacts in ``./mlartifacts``
 (``bench ui`` opens it); ``MLFLOW_TRACKING_URI`` or ``--tracking-uri`` point anywhere else.
 """
@@ -11,7 +13,7 @@ import os
 import subprocess
 import warnings
 from pathlib import Path
-from typing import Any
+
 
 import numpy as np
 
@@ -111,18 +113,6 @@ def git_commit() -> str:
         return "unknown"
 
 
-def flat_params(config: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """Nested config -> MLflow params ("model.units": "256")."""
-    out = {}
-    for key, value in config.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flat_params(value, f"{name}."))
-        else:
-            out[name] = str(value)[:6000]
-    return out
-
-
 def log_confusion_matrices(y_true, y_pred, labels, prefix: str = "") -> None:
     """Counts and row-normalised matrices as PNG (sklearn's ConfusionMatrixDisplay) and CSV."""
     import matplotlib
@@ -156,20 +146,15 @@ def log_table(frame, artifact_file: str) -> None:
     mlflow.log_text(buffer.getvalue(), artifact_file)
 
 
-def epoch_logger():
-    """A Keras callback that logs every epoch's metrics to the active (fold) run."""
-    import keras
+def log_epoch_metrics(epoch: int, metrics: dict, model=None) -> None:
+    """An epoch hook (see ``models.base.EpochHook``): every epoch's metrics into the active fold run."""
     import mlflow
 
-    class EpochLogger(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            if logs:
-                mlflow.log_metrics({f"epoch_{k}": float(v) for k, v in logs.items()}, step=epoch)
-
-    return EpochLogger()
+    if metrics:
+        mlflow.log_metrics({f"epoch_{k}": float(v) for k, v in metrics.items()}, step=epoch)
 
 
-def _requirements(*packages: str) -> list[str]:
+def requirements(*packages: str) -> list[str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = []
@@ -191,17 +176,72 @@ def tensor_signature(n_features: int, n_classes: int, sequence: bool):
                           outputs=Schema([TensorSpec(np.dtype(np.float32), (-1, n_classes))]))
 
 
-def log_model(flavor: str, model, signature, metadata: dict, registered_name: str | None = None, name: str = "model",
-              trusted_types: tuple[str, ...] = ()):
-    """Log with the model's own MLflow flavour; explicit requirements keep this ~0.03 s, not ~5 s."""
+# -- what `bench run` logs: the header of a run, each fold, the pooled result, the final model -----
+def log_run_header(config, protocol, classes, feature_cache_key: str, fingerprints: dict[str, str],
+                   tuned=None) -> None:
+    """Params (the config's one serialised form, flattened) and the tags reports filter on."""
+    import json
+
     import mlflow
 
-    common = {"name": name, "signature": signature, "metadata": metadata, "registered_model_name": registered_name}
-    if flavor == "keras":
-        return mlflow.keras.log_model(model, pip_requirements=_requirements("tensorflow-cpu", "keras", "ser-bench"),
-                                      **common)
-    if flavor == "xgboost":
-        return mlflow.xgboost.log_model(model, pip_requirements=_requirements("xgboost-cpu", "scikit-learn", "ser-bench"),
-                                        model_format="ubj", **common)
-    return mlflow.sklearn.log_model(model, pip_requirements=_requirements("scikit-learn", "ser-bench"),
-                                    skops_trusted_types=list(trusted_types) or None, **common)
+    params = config.mlflow_params()
+    tags = {
+        "ser_bench_kind": "run", "git_commit": git_commit(), "feature_cache_key": feature_cache_key,
+        "model": config.model.name, "features": config.features.name, "protocol": config.protocol.name,
+        "norm": config.task.norm, "classes": ",".join(classes), "n_classes": str(len(classes)),
+        "corpora": ",".join(protocol.corpus_names()), "report_column": protocol.column(classes),
+        **{f"corpus_fingerprint.{name}": digest for name, digest in fingerprints.items()},
+    }
+    if tuned is not None:
+        # the parent must not show default values for what was tuned: say where the real ones are
+        for key in {k for fold in tuned.by_fold.values() for k in fold} | set(tuned.final):
+            params[f"model.{key}"] = "tuned (see tuned_params.json)"
+        params.update({f"tuned.final.{k}": str(v) for k, v in tuned.final.items()})
+        tags["tuned_by_study"] = tuned.study
+        mlflow.log_text(json.dumps({"study": tuned.study, "by_fold": tuned.by_fold, "final": tuned.final},
+                                   indent=2, sort_keys=True, default=str), "tuned_params.json")
+    mlflow.log_params(params)
+    mlflow.set_tags(tags)
+
+
+def log_fold(result, test_speakers: list[str]) -> None:
+    """One nested run per fold: its metrics, per-epoch metrics and the parameters it really used."""
+    import mlflow
+
+    with mlflow.start_run(run_name=result.fold.name, nested=True):
+        mlflow.set_tags({"fold": result.fold.name, "test_speakers": ",".join(test_speakers)[:5000]})
+        if result.params:
+            mlflow.log_params({f"tuned.{k}": v for k, v in result.params.items()})
+        for epoch, metrics in enumerate(result.epochs):
+            log_epoch_metrics(epoch, metrics)
+        mlflow.log_metrics({**result.metrics, "n_train": len(result.fold.train), "n_test": len(result.fold.test),
+                            "fit_seconds": result.seconds})
+
+
+def log_pooled(pooled: dict, predictions, fold_rows: list[dict], classes) -> None:
+    import mlflow
+    import pandas as pd
+    from sklearn.metrics import classification_report
+
+    mlflow.log_metrics(pooled)
+    log_table(predictions, "predictions.csv")
+    log_table(pd.DataFrame(fold_rows), "folds.csv")
+    log_confusion_matrices(predictions["true"], predictions["predicted"], classes)
+    mlflow.log_text(classification_report(predictions["true"], predictions["predicted"], labels=list(classes),
+                                          zero_division=0, digits=4), "classification_report.txt")
+
+
+def log_final_model(model, normaliser, config, X, registered_name: str | None = None) -> str:
+    """The deployable model in its own flavour, with the run's config and label map in its metadata."""
+    import mlflow
+
+    sequence = model.input_kind == "sequence"
+    n_features = X[0].shape[1] if sequence else X.shape[1]
+    metadata = {"label_map": [str(c) for c in model.classes_], "input_kind": model.input_kind,
+                "model": config.model.name, "feature_set": config.features.name,
+                "ser_bench_config": config.to_dict()}
+    mlflow.log_dict(normaliser.to_dict(), "preprocessing/normaliser.json")
+    mlflow.log_dict({"label_map": metadata["label_map"]}, "label_map.json")
+    info = model.log_model(tensor_signature(n_features, len(model.classes_), sequence), metadata, registered_name)
+    mlflow.set_tag("model_uri", info.model_uri)
+    return info.model_uri

@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
 
+from .config import RunConfig
 from .errors import BenchError
 from .metrics import uar as unweighted_recall
-from .models import MODELS
-from .runner import Inputs, RunConfig, Runtime, TunedParams, build_inputs, fit_and_predict, prepare, take
+from .runner import Inputs, Runtime, TunedParams, build_inputs, fit_and_predict, prepare, take
 
 DEFAULT_STORAGE = "optuna.db"
 # A worker beats every HEARTBEAT_S; its running trial counts as dead (FAIL) after GRACE_S of silence.
@@ -70,8 +70,9 @@ def open_storage(url: str, attempts: int = 5):
 
 
 def default_study_name(config: RunConfig) -> str:
-    corpus = config.corpus if config.protocol == "within_corpus" else f"{config.train_corpus}-{config.test_corpus}"
-    return f"{config.model}-{config.resolved_features()}-{config.protocol}-{corpus}-{config.classes}"
+    """model-features-protocol-<what the protocol reads>-classes, e.g. svm-egemaps-within_corpus-emodb-7."""
+    slug = config.build_protocol().slug().replace("->", "-")
+    return f"{config.label()}-{slug}-{config.task.classes}"
 
 
 def inner_splitter(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int):
@@ -96,12 +97,12 @@ def make_objective(config: RunConfig, inputs: Inputs, pool: np.ndarray, options:
     import mlflow
     import optuna
 
-    model_cls = MODELS[config.model]
+    model_cls = config.model_class()
     labels, groups = inputs.labels[pool], inputs.groups[pool]
     X = take(inputs.X, pool)
-    splits = list(inner_splitter(labels, groups, options.inner_folds, config.seed)
+    splits = list(inner_splitter(labels, groups, options.inner_folds, config.task.seed)
                   .split(np.zeros((len(labels), 1)), labels, groups))
-    epochs = config.model_kwargs().get("epochs", getattr(model_cls(), "epochs", 1))
+    epochs = int(config.model.params.get("epochs", 1))  # models without epochs report per inner fold
 
     def objective(trial: optuna.Trial) -> float:
         params = model_cls.search_space(trial)
@@ -113,19 +114,17 @@ def make_objective(config: RunConfig, inputs: Inputs, pool: np.ndarray, options:
             mlflow.log_params(params)
             scores = []
             for k, (train, valid) in enumerate(splits):
-                callbacks = None
-                if model_cls.input_kind == "sequence":
-                    callbacks = [epoch_pruner(trial, X, labels, groups, valid, config, k * epochs)]
                 try:
-                    model, normaliser, proba = fit_and_predict(config, X, labels, groups, train, valid,
-                                                               callbacks, params)
+                    model, normaliser, proba = fit_and_predict(
+                        config, X, labels, groups, train, valid,
+                        epoch_pruner(trial, X, labels, groups, valid, config, k * epochs), params)
                 except optuna.TrialPruned:
                     mlflow.set_tag("pruned", "true")
                     raise
                 uar = unweighted_recall(labels[valid], model.classes_[np.argmax(proba, axis=1)])
                 scores.append(uar)
                 mlflow.log_metric("inner_uar", uar, step=k)
-                if model_cls.input_kind == "vector":
+                if "epochs" not in config.model.params:
                     trial.report(float(np.mean(scores)), step=k)
                     if trial.should_prune():
                         mlflow.set_tag("pruned", "true")
@@ -138,29 +137,26 @@ def make_objective(config: RunConfig, inputs: Inputs, pool: np.ndarray, options:
 
 
 def epoch_pruner(trial, X, labels, groups, valid, config: RunConfig, offset: int):
-    """Keras callback: report the inner validation UAR every epoch and prune bad trials early.
+    """An epoch hook: report the inner validation UAR every epoch and prune bad trials early.
 
-    The validation batch is normalised with the training part's statistics once, up front.
+    Framework-free: it asks the model being trained for probabilities. The validation part is
+    normalised with the training part's statistics once, up front.
     """
-    import keras
     import optuna
 
-    from .models.keras_base import pad_batch
     from .normalise import Normaliser
 
     train = np.setdiff1d(np.arange(len(labels)), valid)
-    normaliser = Normaliser(config.norm).fit(take(X, train), groups[train])
-    batch = pad_batch(normaliser.transform(take(X, valid), groups[valid]))
-    classes = np.unique(labels[train])
+    normaliser = Normaliser(config.task.norm).fit(take(X, train), groups[train])
+    batch = normaliser.transform(take(X, valid), groups[valid])
 
-    class EpochPruner(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            proba = np.asarray(self.model(batch, training=False))
-            trial.report(unweighted_recall(labels[valid], classes[np.argmax(proba, axis=1)]), step=offset + epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned()
+    def on_epoch(epoch: int, metrics: dict, model) -> None:
+        predicted = model.classes_[np.argmax(model.predict_proba(batch), axis=1)]
+        trial.report(unweighted_recall(labels[valid], predicted), step=offset + epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned()
 
-    return EpochPruner()
+    return on_epoch
 
 
 def study_run(study, tags: dict[str, str]) -> str:
@@ -198,7 +194,8 @@ def shared(options: TuneOptions) -> bool:
 def sampler_seed(config: RunConfig, options: TuneOptions) -> int:
     """The run's seed for a lone worker (reproducible); mixed with the process id for a shared
     study, or every worker would propose the same points."""
-    return config.seed if not shared(options) else (config.seed * 1_000_003 + os.getpid()) % 2**31
+    seed = config.task.seed
+    return seed if not shared(options) else (seed * 1_000_003 + os.getpid()) % 2**31
 
 
 def finished_or_running(study) -> int:
@@ -216,13 +213,13 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
     from . import tracking
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    feature_set, protocol, data, _ = prepare(config, runtime)
-    inputs = build_inputs(config, runtime, feature_set, protocol, data)
+    prepared = prepare(config, runtime)
+    inputs = build_inputs(prepared, runtime)
     tracking.use_store(runtime.tracking_uri, runtime.experiment)
     tracking_uri = mlflow.get_tracking_uri()
     storage = open_storage(storage_url(options.storage))
-    attrs = {"model": config.model, "features": feature_set.name, "protocol": config.protocol,
-             "config": {k: v for k, v in asdict(config).items() if k != "model_params"}}
+    tags = {"model": config.model.name, "features": config.features.name, "protocol": config.protocol.name}
+    attrs = {**tags, "config": config.to_dict()}
     best = {}
     for suffix, pool in pools(inputs):
         name = f"{base_name}@{suffix}"
@@ -232,7 +229,7 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
             pruner=optuna.pruners.MedianPruner(n_startup_trials=3))
         for key, value in attrs.items():
             study.set_user_attr(key, value)
-        run_id = study_run(study, {"model": config.model, "features": feature_set.name, "protocol": config.protocol})
+        run_id = study_run(study, tags)
         stop = optuna.study.MaxTrialsCallback(
             options.trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
                                     optuna.trial.TrialState.RUNNING))
@@ -258,8 +255,8 @@ def _worker(config: RunConfig, runtime: Runtime, options: TuneOptions, base_name
 
 def tune(config: RunConfig, runtime: Runtime, options: TuneOptions) -> tuple[str, dict[str, dict]]:
     """Run the protocol's studies with ``options.jobs`` worker processes; returns (study name, best)."""
-    if not MODELS.lookup(config.model).search_space(_Probe()):
-        raise BenchError(f"model {config.model} declares no search space")
+    if not config.model_class().search_space(_Probe()):
+        raise BenchError(f"model {config.model.name} declares no search space")
     name = options.study or default_study_name(config)
     if options.jobs <= 1:
         return name, optimise(config, runtime, options, name)

@@ -1,6 +1,8 @@
-"""Shared fixtures: real corpora from $SER_BENCH_DATA (default ../shared/data), tiny generated ones.
+"""Shared fixtures: small synthetic corpora in the real layouts (core tests), the real corpora from
+$SER_BENCH_DATA (default ../shared/data) for tests marked ``real_data``.
 
-A test that needs a real corpus skips only when that corpus is truly absent.
+Core tests never skip: they run on corpora generated here. A real-corpus test skips when its corpus
+is absent on a developer's machine, and *fails* under CI (``CI`` set), where the corpora must be there.
 """
 
 from __future__ import annotations
@@ -14,32 +16,73 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+from synthetic import write_emodb, write_urdu
+
 REPO = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("SER_BENCH_DATA", REPO.parent / "shared" / "data")).resolve()
+REAL_DATA_DIR = Path(os.environ.get("SER_BENCH_DATA", REPO.parent / "shared" / "data")).resolve()
+REAL_FIXTURES = {"real_data_dir", "real_emodb_dir", "real_urdu_dir", "real_emodb_files"}
 
 # EMO-DB letter -> ShEMO letter for the emotions the two corpora share
 EMODB_TO_SHEMO = {"W": "A", "A": "F", "F": "H", "T": "S", "N": "N"}
 
 
+def pytest_collection_modifyitems(items):
+    """Every test that reads a real corpus carries the ``real_data`` mark (``-m "not real_data"``)."""
+    for item in items:
+        if REAL_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.real_data)
+
+
+def _absent(what: str):
+    if os.environ.get("CI"):
+        pytest.fail(f"{what} is missing; CI expects the real corpora under {REAL_DATA_DIR}")
+    pytest.skip(f"{what} not found")
+
+
 @pytest.fixture(scope="session")
-def data_dir() -> Path:
-    return DATA_DIR
+def real_data_dir() -> Path:
+    return REAL_DATA_DIR
+
+
+@pytest.fixture(scope="session")
+def real_emodb_dir(real_data_dir) -> Path:
+    path = real_data_dir / "emodb"
+    if not any((path / "wav").glob("*.wav")):
+        _absent(f"EMO-DB under {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_urdu_dir(real_data_dir) -> Path:
+    path = real_data_dir / "urdu"
+    if not any(path.glob("*/*.wav")):
+        _absent(f"URDU under {path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def real_emodb_files(real_emodb_dir) -> list[Path]:
+    return sorted((real_emodb_dir / "wav").glob("*.wav"))
+
+
+@pytest.fixture(scope="session")
+def data_dir(tmp_path_factory) -> Path:
+    """A data root with synthetic ``emodb``, ``urdu`` and ``shemo`` corpora in their real layouts."""
+    root = tmp_path_factory.mktemp("synthetic-data")
+    write_emodb(root / "emodb")
+    write_urdu(root / "urdu")
+    write_shemo_corpus(root / "shemo", sorted((root / "emodb" / "wav").glob("*.wav")), per_letter=4)
+    return root
 
 
 @pytest.fixture(scope="session")
 def emodb_dir(data_dir) -> Path:
-    path = data_dir / "emodb"
-    if not any((path / "wav").glob("*.wav")):
-        pytest.skip(f"EMO-DB not found under {path}")
-    return path
+    return data_dir / "emodb"
 
 
 @pytest.fixture(scope="session")
 def urdu_dir(data_dir) -> Path:
-    path = data_dir / "urdu"
-    if not any(path.glob("*/*.wav")):
-        pytest.skip(f"URDU not found under {path}")
-    return path
+    return data_dir / "urdu"
 
 
 @pytest.fixture(scope="session")
@@ -54,7 +97,7 @@ def isolated_cache(tmp_path, monkeypatch):
 
 
 def write_shemo_corpus(root: Path, emodb_files: list[Path], per_letter: int = 4) -> Path:
-    """A small corpus in ShEMO's layout (female/, male/, shemo.json) from real EMO-DB speech.
+    """A small corpus in ShEMO's layout (female/, male/, shemo.json) from EMO-DB-layout files.
 
     Files are re-encoded at 44.1 kHz like the real ShEMO. Four speakers (F01, F02, M01, M02); one
     file's validated label in shemo.json differs from its file-name letter, as in the real data.
@@ -85,8 +128,8 @@ def write_shemo_corpus(root: Path, emodb_files: list[Path], per_letter: int = 4)
 
 
 @pytest.fixture(scope="session")
-def shemo_dir(tmp_path_factory, emodb_files) -> Path:
-    return write_shemo_corpus(tmp_path_factory.mktemp("shemo"), emodb_files)
+def shemo_dir(data_dir) -> Path:
+    return data_dir / "shemo"
 
 
 def tone(seconds: float = 1.0, sr: int = 16_000, freq: float = 220.0, channels: int = 1) -> np.ndarray:
@@ -98,7 +141,7 @@ def tone(seconds: float = 1.0, sr: int = 16_000, freq: float = 220.0, channels: 
 
 @pytest.fixture
 def small_emodb(tmp_path, emodb_files) -> Path:
-    """A copy of 14 EMO-DB files (2 per emotion) to damage freely."""
+    """A copy of 14 EMO-DB-layout files (2 per emotion) to damage freely."""
     root = tmp_path / "emodb"
     (root / "wav").mkdir(parents=True)
     seen = {}

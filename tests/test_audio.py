@@ -19,7 +19,7 @@ def test_any_format_rate_and_channels_become_mono_16k(tmp_path, suffix, subtype)
     assert abs(np.argmax(spectrum) * 16_000 / signal.shape[0] - 220) < 2
 
 
-def test_real_emodb_file_loads_unchanged(emodb_files):
+def test_16k_mono_file_loads_unchanged(emodb_files):
     raw, sr = sf.read(emodb_files[0], dtype="float32")
     assert sr == 16_000
     np.testing.assert_array_equal(load_audio(emodb_files[0]), raw)

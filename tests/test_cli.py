@@ -5,8 +5,8 @@ from benchmark.cli import app
 runner = CliRunner()
 
 
-def test_data_list_shows_real_corpora(data_dir, emodb_dir, urdu_dir):
-    result = runner.invoke(app, ["data", "list", "--data-dir", str(data_dir), "--speakers"], env={"COLUMNS": "200"})
+def test_data_list_shows_real_corpora(real_data_dir, real_emodb_dir, real_urdu_dir):
+    result = runner.invoke(app, ["data", "list", "--data-dir", str(real_data_dir), "--speakers"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "emodb" in result.output and "535" in result.output and "400" in result.output
     assert "anger 127" in result.output

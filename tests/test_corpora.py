@@ -9,8 +9,8 @@ from benchmark.errors import BenchError, CorpusNotFoundError
 from conftest import tone
 
 
-def test_emodb_real_counts_and_letters(data_dir, emodb_dir):
-    corpus = get_corpus("emodb", data_dir=data_dir)
+def test_emodb_real_counts_and_letters(real_data_dir, real_emodb_dir):
+    corpus = get_corpus("emodb", data_dir=real_data_dir)
     utterances = corpus.utterances()
     assert len(utterances) == 535
     assert len({u.speaker for u in utterances}) == 10
@@ -25,8 +25,8 @@ def test_emodb_real_counts_and_letters(data_dir, emodb_dir):
     assert all(u.emotion in EMOTIONS and u.corpus == "emodb" for u in utterances)
 
 
-def test_urdu_real_counts(data_dir, urdu_dir):
-    utterances = get_corpus("urdu", data_dir=data_dir).utterances()
+def test_urdu_real_counts(real_data_dir, real_urdu_dir):
+    utterances = get_corpus("urdu", data_dir=real_data_dir).utterances()
     assert len(utterances) == 400
     assert Counter(u.emotion for u in utterances) == {"anger": 100, "happiness": 100, "neutral": 100, "sadness": 100}
     first = next(u for u in utterances if u.id == "SM1_F10_A010")

@@ -9,7 +9,7 @@ from benchmark.experiments import load_experiment
 from benchmark.features import FEATURE_SETS
 from benchmark.models import MODELS
 from benchmark.protocols import PROTOCOLS
-from benchmark.runner import RunConfig
+from benchmark.config import resolve
 
 EXPERIMENTS = sorted((Path(__file__).resolve().parents[1] / "experiments").glob("*.yaml"))
 
@@ -19,10 +19,9 @@ def test_shipped_experiments_are_valid(path):
     experiment = load_experiment(path)
     assert experiment.cells
     for cell in experiment.cells:
-        config = RunConfig(**cell)
-        assert config.model in MODELS and config.resolved_features() in FEATURE_SETS
-        assert config.protocol in PROTOCOLS
-        config.model_kwargs()  # parameters known to the model
+        config = resolve(cell)  # every value type- and range-checked
+        assert config.model.name in MODELS and config.features.name in FEATURE_SETS
+        assert config.protocol.name in PROTOCOLS
 
 
 def test_seed_experiments_match_the_report():
@@ -39,18 +38,27 @@ def test_bad_experiment_files(tmp_path):
     (tmp_path / "bad.yaml").write_text("grid: {modle: [svm]}\n")
     with pytest.raises(BenchError, match="unknown run setting 'modle'"):
         load_experiment(tmp_path / "bad.yaml")
+    for text, message in (("runs: 5\n", "runs must be a list"), ('base: "model=svm"\n', "base must be a mapping"),
+                          ("grid: [svm]\n", "grid must be a mapping"), ("runs: [svm]\n", "runs\\[0\\] must be a mapping"),
+                          ("name: [a]\n", "name must be text"), ("grid: {model: []}\n", "empty list"),
+                          ("base: {model: svm\n", "invalid YAML")):
+        (tmp_path / "bad.yaml").write_text(text)
+        with pytest.raises(BenchError, match=message):
+            load_experiment(tmp_path / "bad.yaml")
     with pytest.raises(BenchError, match="not found"):
         load_experiment(tmp_path / "missing.yaml")
 
 
-def test_grid_runs_every_cell_and_survives_a_failing_one(tmp_path, data_dir, emodb_dir):
+def test_grid_runs_every_cell_and_survives_a_failing_one(tmp_path, data_dir):
     (tmp_path / "grid.yaml").write_text(
         "name: tiny\nbase: {features: handcrafted36, max_speakers: 3, max_per_speaker_class: 1}\n"
-        "grid: {model: [svm, xgboost]}\nruns: [{model: svm, corpus: nowhere}]\n")
+        "grid: {model: [svm, xgboost]}\nruns: [{model: svm, corpus: nowhere}, {model: svm, seed: abc},"
+        " {model: svm, model_params: C=3}]\n")
     uri = f"sqlite:///{tmp_path / 'm.db'}"
     result = CliRunner().invoke(app, ["run", "--experiment", str(tmp_path / "grid.yaml"), "--data-dir", str(data_dir),
                                       "--tracking-uri", uri, "--cache-dir", str(tmp_path / "c")])
-    assert result.exit_code == 2 and "1 of 3 runs failed" in result.output
+    assert result.exit_code == 2 and "3 of 5 runs failed" in result.output, result.output
+    assert "seed='abc' is invalid" in result.output and "model_params='C=3' is invalid" in result.output
     import mlflow
 
     mlflow.set_tracking_uri(uri)

@@ -42,8 +42,8 @@ def reference_harmonic(frame, sr):
 
 
 @pytest.fixture(scope="module")
-def sample_files(emodb_files):
-    return emodb_files[::60]  # 9 files across speakers and emotions
+def sample_files(real_emodb_files):
+    return real_emodb_files[::60]  # 9 real files across speakers and emotions
 
 
 def test_handcrafted36_matches_pyaudioanalysis(sample_files):

@@ -33,7 +33,8 @@ def test_every_model_follows_the_sklearn_contract(name):
     assert list(model.classes_) == ["anger", "neutral", "sadness"]
     proba = model.predict_proba(X)
     assert proba.shape == (30, 3) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
-    assert set(model.predict(X)) <= set(model.classes_)
+    np.testing.assert_array_equal(model.predict(X), model.classes_[np.argmax(proba, axis=1)])
+    assert not np.allclose(proba, proba[:1])  # the output depends on the input
     if model.input_kind == "vector":  # separable toy data: the baselines must learn it
         assert (model.predict(X) == labels).mean() > 0.9
 
@@ -70,4 +71,8 @@ def test_unknown_model_and_parameter():
         get_model("transformer")
     with pytest.raises(BenchError, match="unknown parameter"):
         get_model("svm", units=3)
+    with pytest.raises(BenchError, match="C=0 is invalid"):
+        get_model("svm", C=0)
+    with pytest.raises(BenchError, match="subsample=1.5 is invalid"):
+        get_model("xgboost", subsample=1.5)
     assert set(SMALL) <= set(MODELS)

@@ -15,14 +15,19 @@ import soundfile as sf
 from typer.testing import CliRunner
 
 from benchmark.cli import app
-from benchmark.runner import RunConfig, Runtime, run
+from benchmark.config import resolve
+from benchmark.runner import Runtime, run
+
+
+def RunConfig(**settings):
+    return resolve(settings)
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 
 
 @pytest.fixture(scope="module")
-def store(tmp_path_factory, data_dir, emodb_dir, urdu_dir):
+def store(tmp_path_factory, data_dir):
     root = tmp_path_factory.mktemp("store")
     uri = f"sqlite:///{root / 'mlflow.db'}"
     rt = Runtime(data_dir=str(data_dir), cache_dir=str(root / "cache"), tracking_uri=uri, progress=False,
@@ -116,15 +121,15 @@ def test_predict_defaults_to_the_latest_model_and_rejects_bad_values(store, emod
     assert missing.exit_code == 2 and "no such file" in missing.output
 
 
-def test_mlproject_main_entry_point(tmp_path, data_dir, emodb_dir):
+def test_mlproject_main_entry_point_as_the_readme_types_it(tmp_path, data_dir):
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, "MLFLOW_TRACKING_URI": uri, "SER_BENCH_DATA": str(data_dir),
            "SER_BENCH_CACHE": str(tmp_path / "cache"),
            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
-    command = [sys.executable, "-m", "mlflow", "run", str(REPO), "-e", "main", "-P", "model=svm",
-               "-P", "protocol=within_corpus", "-P", "features=handcrafted36", "-P", "max_speakers=3",
-               "-P", "max_per_speaker_class=1", "--env-manager", "local"]
-    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+    # the README's command, word for word (features=auto: the model's own), on the synthetic corpus
+    command = [sys.executable, "-m", "mlflow", "run", ".", "-e", "main", "-P", "model=svm",
+               "-P", "protocol=within_corpus", "--env-manager", "local"]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     import mlflow
 
@@ -132,7 +137,9 @@ def test_mlproject_main_entry_point(tmp_path, data_dir, emodb_dir):
     runs = mlflow.search_runs(search_all_experiments=True, output_format="list")
     parents = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     assert len(parents) == 1 and parents[0].info.status == "FINISHED" and "uar" in parents[0].data.metrics
-    assert len(runs) == 4  # the project's run and its three speaker folds
+    assert parents[0].data.params["features.name"] == "egemaps"  # the model's own set, beside MLflow's "auto"
+    speakers = len(list((data_dir / "emodb" / "wav").glob("*.wav"))) and len({p.name[:2] for p in (data_dir / "emodb" / "wav").glob("*.wav")})
+    assert len(runs) == 1 + speakers  # the project's run and one run per speaker fold
 
 
 def test_bench_ui_serves_the_store_on_localhost(tmp_path):

@@ -1,11 +1,16 @@
-"""Every model through every protocol on slices of real EMO-DB (and URDU, and a ShEMO-layout
-corpus), then the MLflow store itself is queried for runs, metrics, artifacts and models."""
+"""Every model through every protocol on slices of the synthetic corpora in the EMO-DB, URDU and
+ShEMO layouts, then the MLflow store itself is queried for runs, metrics, artifacts and models."""
 
 import numpy as np
 import pytest
 
 from benchmark.errors import BenchError
-from benchmark.runner import RunConfig, Runtime, run
+from benchmark.config import resolve
+from benchmark.runner import Runtime, run
+
+
+def RunConfig(**settings):
+    return resolve(settings)
 
 SMALL = {
     "local_attn_blstm": {"epochs": 1, "batch_size": 8, "model_params": {"dense_units": 16, "lstm_units": 8}},
@@ -30,12 +35,8 @@ def store(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def corpora_dir(tmp_path_factory, emodb_dir, urdu_dir, shemo_dir):
-    """A data root with the real EMO-DB and URDU beside the ShEMO-layout corpus."""
-    root = tmp_path_factory.mktemp("data")
-    for name, target in (("emodb", emodb_dir), ("urdu", urdu_dir), ("shemo", shemo_dir)):
-        (root / name).symlink_to(target)
-    return root
+def corpora_dir(data_dir):
+    return data_dir
 
 
 @pytest.fixture(scope="module")
@@ -59,7 +60,11 @@ def test_model_through_protocol_is_tracked(model, protocol, store, corpora_dir, 
     client = MlflowClient(tracking_uri=store)
     parent = client.get_run(result.run_id)
     assert parent.info.status == "FINISHED"
-    assert parent.data.params["model"] == model and parent.data.params["protocol"] == config.protocol
+    assert parent.data.params["model.name"] == model and parent.data.params["protocol.name"] == config.protocol.name
+    assert parent.data.tags["report_column"].startswith(config.protocol.name)
+    # a run logs the parameters of its own protocol only
+    logged_protocol = {k.split(".", 1)[1] for k in parent.data.params if k.startswith("protocol.") and k != "protocol.name"}
+    assert logged_protocol == set(config.protocol.params)
     assert parent.data.tags["feature_cache_key"] and parent.data.tags["git_commit"]
     for name in ("wa", "uar", "macro_f1", "uar_ci_low", "uar_ci_high"):
         assert 0.0 <= parent.data.metrics[name] <= 1.0
@@ -128,17 +133,51 @@ def test_register_puts_the_model_in_the_registry(store, corpora_dir, cache_dir):
     assert len(versions) == 1
 
 
-def test_bad_values_fail_before_any_run(store, corpora_dir):
-    for config, message in ((RunConfig(model="svm", norm="zscore"), "--norm"),
-                            (RunConfig(model="svm", epochs=3), "Keras models only"),
-                            (RunConfig(model="svm", protocol="loso"), "unknown protocol"),
-                            (RunConfig(model="svm", split="kfold"), "--split kfold"),
-                            (RunConfig(model="attn_blstm", features="compare"), "no frame-level features")):
+def test_bad_values_fail_before_any_run(tmp_path, corpora_dir):
+    from mlflow import MlflowClient
+
+    uri = f"sqlite:///{tmp_path / 'untouched.db'}"
+    for settings, message in (({"model": "svm", "norm": "zscore"}, "--norm"),
+                              ({"model": "svm", "epochs": 3}, "models trained in epochs"),
+                              ({"model": "svm", "protocol": "loso"}, "unknown protocol"),
+                              ({"model": "svm", "split": "kfold"}, "split='kfold' is invalid"),
+                              ({"model": "svm", "model_params": {"C": -1}}, "C=-1 is invalid"),
+                              ({"model": "svm", "protocol": "cross_corpus", "folds": 3}, "does not apply"),
+                              ({"model": "attn_blstm", "features": "compare"}, "no frame-level features")):
         with pytest.raises(BenchError, match=message):
-            run(config, Runtime(data_dir=str(corpora_dir), tracking_uri=store))
+            run(RunConfig(**settings), Runtime(data_dir=str(corpora_dir), tracking_uri=uri))
+    # a check that needs the data (one speaker only) also fails before any run exists
+    with pytest.raises(BenchError, match="one speaker only"):
+        run(RunConfig(model="svm", features="handcrafted36", max_speakers=1),
+            Runtime(data_dir=str(corpora_dir), tracking_uri=uri, progress=False))
+    if (tmp_path / "untouched.db").exists():
+        client = MlflowClient(tracking_uri=uri)
+        assert not client.search_runs([e.experiment_id for e in client.search_experiments()])
 
 
-def test_speaker_normalisation_warns_when_speakers_lack_emotions(data_dir, urdu_dir, emodb_dir, caplog):
+def test_skipped_files_remap_the_folds(tmp_path, emodb_dir, store):
+    """An unreadable file leaves the folds pointing at the right utterances (not shifted by one)."""
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(emodb_dir, root / "emodb")
+    broken = sorted((root / "emodb" / "wav").glob("08*.wav"))[0]
+    broken.write_bytes(b"RIFF not audio")
+    config = RunConfig(model="svm", features="handcrafted36")
+    from benchmark.runner import build_inputs, prepare
+
+    rt = Runtime(data_dir=str(root), cache_dir=str(tmp_path / "c"), jobs=1, progress=False)
+    inputs = build_inputs(prepare(config, rt), rt)
+    assert len(inputs.skipped) == 1 and len(inputs.utterances) == len(list((root / "emodb" / "wav").glob("*.wav"))) - 1
+    for fold in inputs.folds:
+        speaker = fold.name.split("-", 1)[1]
+        assert {inputs.utterances[i].speaker for i in fold.test} == {speaker}
+        assert speaker not in {inputs.utterances[i].speaker for i in fold.train}
+    assert sum(len(f.test) for f in inputs.folds) == len(inputs.utterances)
+
+
+def test_speaker_normalisation_warns_when_speakers_lack_emotions(real_data_dir, real_urdu_dir, real_emodb_dir, caplog):
+    data_dir = real_data_dir
     from benchmark.runner import prepare
 
     with caplog.at_level("WARNING"):

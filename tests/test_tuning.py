@@ -1,4 +1,4 @@
-"""Optuna tuning on real EMO-DB slices with real sqlite storage and a real MLflow store."""
+"""Optuna tuning on synthetic EMO-DB-layout slices with real sqlite storage and a real MLflow store."""
 
 import subprocess
 import sys
@@ -7,7 +7,12 @@ import numpy as np
 import optuna
 import pytest
 
-from benchmark.runner import RunConfig, Runtime, build_inputs, prepare
+from benchmark.config import resolve
+from benchmark.runner import Runtime, build_inputs, prepare
+
+
+def RunConfig(**settings):
+    return resolve(settings)
 from benchmark.tuning import TuneOptions, load_tuned, pools, tune
 
 SLICE = {"max_speakers": 3, "max_per_speaker_class": 2, "features": "handcrafted36"}
@@ -24,11 +29,10 @@ def runtime(data_dir, stores):
                    experiment="tuning", progress=False)
 
 
-def test_nested_pools_never_contain_the_outer_test_speaker(data_dir, emodb_dir):
+def test_nested_pools_never_contain_the_outer_test_speaker(data_dir):
     config = RunConfig(model="svm", **SLICE)
     rt = Runtime(data_dir=str(data_dir), progress=False)
-    feature_set, protocol, data, _ = prepare(config, rt)
-    inputs = build_inputs(config, rt, feature_set, protocol, data)
+    inputs = build_inputs(prepare(config, rt), rt)
     named = dict(pools(inputs))
     assert set(named) == {f.name for f in inputs.folds} | {"all"}
     for fold in inputs.folds:
@@ -36,7 +40,7 @@ def test_nested_pools_never_contain_the_outer_test_speaker(data_dir, emodb_dir):
     assert len(named["all"]) == len(inputs.labels)
 
 
-def test_tune_then_run_with_params_from(data_dir, emodb_dir, stores):
+def test_tune_then_run_with_params_from(data_dir, stores):
     from mlflow import MlflowClient
 
     from benchmark.runner import run
@@ -64,13 +68,17 @@ def test_tune_then_run_with_params_from(data_dir, emodb_dir, stores):
     assert tuned.final == optuna.load_study(study_name=f"{name}@all", storage=stores["storage"]).best_params
     result = run(config, runtime(data_dir, stores), tuned)
     parent = client.get_run(result.run_id)
-    assert parent.data.tags["tuned_by_study"] == name
+    assert parent.data.tags["tuned_by_study"] == name and parent.info.run_name.endswith("-tuned")
+    # the parent shows what was really used, never the defaults of what was tuned
+    assert parent.data.params["model.C"].startswith("tuned")
+    assert float(parent.data.params["tuned.final.C"]) == pytest.approx(tuned.final["C"])
+    assert "tuned_params.json" in {a.path for a in client.list_artifacts(result.run_id)}
     child = client.search_runs([parent.info.experiment_id], f"tags.mlflow.parentRunId = '{result.run_id}' "
                                "and tags.fold = 'speaker-08'")[0]
     assert float(child.data.params["tuned.C"]) == pytest.approx(tuned.by_fold["speaker-08"]["C"])
 
 
-def test_two_worker_processes_share_one_study(data_dir, emodb_dir, stores, tmp_path):
+def test_two_worker_processes_share_one_study(data_dir, stores, tmp_path):
     args = [sys.executable, "-m", "benchmark.cli", "tune", "--model", "svm", "--features", "handcrafted36",
             "--protocol", "cross_corpus", "--test-corpus", "urdu", "--max-speakers", "3",
             "--max-per-speaker-class", "2", "--trials", "8", "--study", "shared", "--storage", stores["storage"],
@@ -100,7 +108,7 @@ def test_two_worker_processes_share_one_study(data_dir, emodb_dir, stores, tmp_p
     assert sorted(int(r.data.tags["optuna_trial"]) for r in trials) == list(range(len(states)))  # one run each
 
 
-def test_keras_trials_report_every_epoch(data_dir, emodb_dir, stores):
+def test_keras_trials_report_every_epoch(data_dir, stores):
     config = RunConfig(model="local_attn_blstm", epochs=2, batch_size=8, protocol="cross_corpus",
                        test_corpus="urdu", **SLICE)
     name, best = tune(config, runtime(data_dir, stores), TuneOptions(trials=2, storage=stores["storage"],
@@ -111,7 +119,7 @@ def test_keras_trials_report_every_epoch(data_dir, emodb_dir, stores):
     assert np.isfinite(study.best_value)
 
 
-def test_a_killed_study_resumes_with_the_same_command(data_dir, emodb_dir, stores, tmp_path):
+def test_a_killed_study_resumes_with_the_same_command(data_dir, stores, tmp_path):
     import os
     import signal
     import time

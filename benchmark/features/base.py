@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from abc import ABC, abstractmethod
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ClassVar, Literal
 
 import numpy as np
 
 from ..audio import TARGET_SR
-from ..errors import BenchError
 
 # Bump when an extractor's code changes its output: it invalidates every cached feature file.
 FEATURE_CODE_VERSION = 1
@@ -47,15 +46,10 @@ class FeatureSet(ABC):
     needs_own_process: ClassVar[bool] = False
 
     def __init__(self, config: FeatureConfig | None = None, **overrides: Any):
+        from ..config import validate_dataclass  # every option type- and range-checked, once
+
         base = config if config is not None else self.config_class()
-        known = {f.name for f in fields(base)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise BenchError(
-                f"feature set {self.name}: unknown option(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known)) or 'none'}"
-            )
-        self.config = replace(base, **overrides)
+        self.config = validate_dataclass(type(base), {**asdict(base), **overrides}, f"feature set {self.name}")
         self.sample_rate = TARGET_SR
 
     @property

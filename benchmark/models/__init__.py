@@ -1,26 +1,24 @@
-"""Model registry: ``@register_model`` classes, looked up by name."""
+"""Model registry: ``@register_model`` classes, one per module, discovered by name."""
 
 from __future__ import annotations
 
-from ..errors import BenchError
 from ..registry import Registry
-from .base import SERClassifier
+from .base import SERClassifier, model_input
 
 MODELS = Registry("model")
 register_model = MODELS.register
 
 
 def get_model(name: str, **params) -> SERClassifier:
+    """Model ``name`` with ``params`` checked against its declared types and ranges."""
+    from ..config import validate_params
+
     cls = MODELS.lookup(name)
-    known = set(cls().get_params())
-    unknown = sorted(set(params) - known)
-    if unknown:
-        raise BenchError(f"model {name}: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-    return cls(**params)
+    return cls(**validate_params(cls, params, f"model {name}"))
 
 
 # every module of this package joins by its decorator; keras_layers registers Keras layers only and
 # imports TensorFlow, so it loads when a Keras model is built or loaded, never for a vector model
 MODELS.discover(__name__, __path__, lazy=("keras_layers",))
 
-__all__ = ["MODELS", "SERClassifier", "get_model", "register_model"]
+__all__ = ["MODELS", "SERClassifier", "get_model", "model_input", "register_model"]

@@ -15,6 +15,7 @@ from .keras_base import KerasSequenceClassifier
 @register_model
 class AttentionBLSTM(KerasSequenceClassifier):
     name = "attn_blstm"
+    default_features = "librosa46"
     description = "BLSTM + attention over time + final states (seed code 2, 758,022 params at 157x46, 6 classes)"
 
     def __init__(self, units: int = 256, epochs: int = 30, batch_size: int = 32, learning_rate: float = 1e-3,

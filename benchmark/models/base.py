@@ -1,24 +1,35 @@
-"""The one contract every model follows: scikit-learn's ``fit`` / ``predict_proba`` / ``classes_``.
+"""The one contract every model follows: scikit-learn's ``fit`` / ``predict_proba`` / ``classes_``,
+plus what only the model can know about its framework.
 
 ``input_kind`` tells the runner what ``X`` is: ``"sequence"`` models take a list of
-(n_frames, n_features) arrays of any length, ``"vector"`` models one row per utterance.
-``mlflow_flavor`` and :meth:`flavor_model` tell the tracker how to log the fitted model.
+(n_frames, n_features) arrays of any length, ``"vector"`` models one row per utterance
+(:func:`model_input` builds either from extracted features, for runs and for ``bench predict``
+alike). Hyper-parameters are the typed, annotated arguments of ``__init__`` (sklearn style): the
+annotations (types, ``annotated_types`` ranges) are what ``benchmark.config`` validates before a
+run exists. How a fitted model is logged to MLflow and loaded back is the model's business
+(:meth:`log_model`, :meth:`load_model`), so the runner, ``bench predict`` and ``bench tune`` never
+ask which framework a model uses.
 """
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Literal
+from typing import Any, Callable, ClassVar, Literal
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 
+# Called after every training epoch with (epoch, metrics, model); may raise to stop training
+# (Optuna's TrialPruned). Models without epochs never call it.
+EpochHook = Callable[[int, dict, "SERClassifier"], None]
+
 
 class SERClassifier(ClassifierMixin, BaseEstimator):
+    name: ClassVar[str]
     input_kind: ClassVar[Literal["sequence", "vector"]] = "vector"
-    mlflow_flavor: ClassVar[Literal["keras", "sklearn", "xgboost"]] = "sklearn"
+    default_features: ClassVar[str] = "egemaps"
     description: ClassVar[str] = ""
 
-    def fit(self, X, y, groups=None, callbacks=None) -> "SERClassifier":  # pragma: no cover - abstract
+    def fit(self, X, y, groups=None, on_epoch: EpochHook | None = None) -> "SERClassifier":  # pragma: no cover
         raise NotImplementedError
 
     def predict_proba(self, X) -> np.ndarray:  # pragma: no cover - abstract
@@ -26,10 +37,6 @@ class SERClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         return self.classes_[np.argmax(self.predict_proba(X), axis=1)]
-
-    def flavor_model(self) -> Any:
-        """The object MLflow's flavour logs (a Keras model, an sklearn estimator, an XGBoost model)."""
-        return self
 
     @staticmethod
     def search_space(trial) -> dict[str, Any]:  # used by `bench tune`
@@ -39,3 +46,43 @@ class SERClassifier(ClassifierMixin, BaseEstimator):
         """Fit ``classes_`` (sorted labels) and return integer targets."""
         self.classes_, encoded = np.unique(np.asarray(y), return_inverse=True)
         return encoded
+
+    # -- MLflow: each model logs and loads itself with its own flavour -----------------------------
+    def log_model(self, signature, metadata: dict, registered_name: str | None = None):
+        """Log the fitted model to the active MLflow run (default: the sklearn flavour, via skops)."""
+        import mlflow
+
+        from ..tracking import requirements
+
+        return mlflow.sklearn.log_model(
+            self.fitted_estimator(), name="model", signature=signature, metadata=metadata,
+            registered_model_name=registered_name, pip_requirements=requirements("scikit-learn", "ser-bench"),
+            serialization_format="skops", skops_trusted_types=list(self.trusted_types) or None)
+
+    @classmethod
+    def load_model(cls, uri: str, classes: list[str]) -> "SERClassifier":
+        """The fitted model logged at ``uri``, ready for :meth:`predict_proba`."""
+        import mlflow
+
+        model = cls()
+        model.set_fitted(mlflow.sklearn.load_model(uri), classes)
+        return model
+
+    # sklearn flavour: the fitted object MLflow stores, and how to put it back
+    trusted_types: ClassVar[tuple[str, ...]] = ()
+
+    def fitted_estimator(self) -> Any:
+        return self
+
+    def set_fitted(self, estimator: Any, classes: list[str]) -> None:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+
+def model_input(model_cls, arrays_list: list[dict[str, np.ndarray]]):
+    """Model input from extracted features: frame arrays for sequence models, else one vector per
+    utterance (the set's own functionals, or statistics of its frames)."""
+    from ..features.functionals import utterance_vector
+
+    if model_cls.input_kind == "sequence":
+        return [np.asarray(arrays["frames"], dtype=np.float32) for arrays in arrays_list]
+    return np.stack([utterance_vector(arrays) for arrays in arrays_list])

@@ -65,16 +65,26 @@ def validation_split(target: np.ndarray, groups, fraction: float, seed: int):
         return np.sort(order[cut:]), np.sort(order[:cut])
 
 
+def epoch_callback(on_epoch, owner):
+    """A Keras callback that hands every epoch's metrics to a framework-free hook."""
+    import keras
+
+    class EpochHookCallback(keras.callbacks.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            on_epoch(epoch, {k: float(v) for k, v in (logs or {}).items()}, owner)
+
+    return EpochHookCallback()
+
+
 class KerasSequenceClassifier(SERClassifier):
     input_kind = "sequence"
-    mlflow_flavor = "keras"
     common_params = ("epochs", "batch_size", "learning_rate", "patience", "validation_fraction",
                      "class_weight", "seed", "verbose")
 
     def build(self, n_features: int, n_classes: int):  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def fit(self, X, y, groups=None, callbacks=None):
+    def fit(self, X, y, groups=None, on_epoch=None):
         configure_tensorflow()
         import keras
 
@@ -90,7 +100,8 @@ class KerasSequenceClassifier(SERClassifier):
         if self.class_weight == "balanced":
             present = np.unique(target[train])
             weights = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=target[train])))
-        fit_callbacks = list(callbacks or [])
+        self._infer = None
+        fit_callbacks = [epoch_callback(on_epoch, self)] if on_epoch else []
         validation = None
         if val.size:
             validation = (pad_batch([sequences[i] for i in val]), target[val])
@@ -115,8 +126,25 @@ class KerasSequenceClassifier(SERClassifier):
                for i in range(0, len(sequences), batch_size)]
         return np.concatenate(out, axis=0)
 
-    def flavor_model(self):
-        return self.model_
+    def log_model(self, signature, metadata, registered_name=None):
+        import mlflow
+
+        from ..tracking import requirements
+
+        return mlflow.keras.log_model(self.model_, name="model", signature=signature, metadata=metadata,
+                                      registered_model_name=registered_name,
+                                      pip_requirements=requirements("tensorflow-cpu", "keras", "ser-bench"))
+
+    @classmethod
+    def load_model(cls, uri, classes):
+        configure_tensorflow()
+        import mlflow
+
+        from . import keras_layers  # noqa: F401  (registers the custom layers the saved model uses)
+
+        model = cls()
+        model.model_, model.classes_, model._infer = mlflow.keras.load_model(uri), np.asarray(classes), None
+        return model
 
     def __getstate__(self):
         state = self.__dict__.copy()

@@ -12,6 +12,7 @@ from .keras_base import KerasSequenceClassifier
 @register_model
 class LocalAttentionBLSTM(KerasSequenceClassifier):
     name = "local_attn_blstm"
+    default_features = "handcrafted36"
     description = "Masked dense layers + BLSTM + local attention pooling (seed code 1)"
 
     def __init__(self, dense_units: int = 512, lstm_units: int = 128, dropout: float = 0.5,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import numpy as np
+from annotated_types import Ge, Gt, Interval
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -19,12 +22,14 @@ class SVMClassifier(SERClassifier):
 
     name = "svm"
     description = "RBF SVM with feature scaling, on utterance functionals"
+    default_features = "egemaps"
 
-    def __init__(self, C: float = 10.0, gamma: str | float = "scale", class_weight: str | None = "balanced",
-                 seed: int = 0):
+    def __init__(self, C: Annotated[float, Gt(0)] = 10.0,
+                 gamma: Literal["scale", "auto"] | Annotated[float, Gt(0)] = "scale",
+                 class_weight: Literal["balanced"] | None = "balanced", seed: int = 0):
         self.C, self.gamma, self.class_weight, self.seed = C, gamma, class_weight, seed
 
-    def fit(self, X, y, groups=None, callbacks=None):
+    def fit(self, X, y, groups=None, on_epoch=None):
         target = self.encode(y)
         svc = SVC(C=self.C, gamma=self.gamma, class_weight=self.class_weight, random_state=self.seed)
         smallest = int(np.bincount(target).min())
@@ -46,8 +51,11 @@ class SVMClassifier(SERClassifier):
         scores = np.exp(scores - scores.max(axis=1, keepdims=True))
         return scores / scores.sum(axis=1, keepdims=True)
 
-    def flavor_model(self):
+    def fitted_estimator(self):
         return self.pipeline_
+
+    def set_fitted(self, estimator, classes):
+        self.pipeline_, self.classes_ = estimator, np.asarray(classes)
 
     # scikit-learn classes inside the pipeline that MLflow's skops loader must be told are safe
     trusted_types = ("sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration")
@@ -62,16 +70,18 @@ class SVMClassifier(SERClassifier):
 class XGBoostClassifier(SERClassifier):
     name = "xgboost"
     description = "Gradient-boosted trees (XGBoost), on utterance functionals"
-    mlflow_flavor = "xgboost"
+    default_features = "egemaps"
 
-    def __init__(self, n_estimators: int = 300, max_depth: int = 4, learning_rate: float = 0.1,
-                 subsample: float = 0.8, colsample_bytree: float = 0.5, class_weight: str | None = "balanced",
-                 n_jobs: int = 2, seed: int = 0):
+    def __init__(self, n_estimators: Annotated[int, Ge(1)] = 300, max_depth: Annotated[int, Ge(1)] = 4,
+                 learning_rate: Annotated[float, Gt(0)] = 0.1, subsample: Annotated[float, Interval(gt=0, le=1)] = 0.8,
+                 colsample_bytree: Annotated[float, Interval(gt=0, le=1)] = 0.5,
+                 class_weight: Literal["balanced"] | None = "balanced", n_jobs: Annotated[int, Ge(1)] = 2,
+                 seed: int = 0):
         self.n_estimators, self.max_depth, self.learning_rate = n_estimators, max_depth, learning_rate
         self.subsample, self.colsample_bytree, self.class_weight = subsample, colsample_bytree, class_weight
         self.n_jobs, self.seed = n_jobs, seed
 
-    def fit(self, X, y, groups=None, callbacks=None):
+    def fit(self, X, y, groups=None, on_epoch=None):
         from xgboost import XGBClassifier
 
         target = self.encode(y)
@@ -88,8 +98,23 @@ class XGBoostClassifier(SERClassifier):
         proba = self.booster_.predict_proba(np.asarray(X, dtype=np.float32))
         return proba if proba.shape[1] == len(self.classes_) else np.column_stack([1 - proba[:, 0], proba[:, 0]])
 
-    def flavor_model(self):
-        return self.booster_
+    def log_model(self, signature, metadata, registered_name=None):
+        import mlflow
+
+        from ..tracking import requirements
+
+        return mlflow.xgboost.log_model(
+            self.booster_, name="model", signature=signature, metadata=metadata, model_format="ubj",
+            registered_model_name=registered_name,
+            pip_requirements=requirements("xgboost-cpu", "scikit-learn", "ser-bench"))
+
+    @classmethod
+    def load_model(cls, uri, classes):
+        import mlflow
+
+        model = cls()
+        model.booster_, model.classes_ = mlflow.xgboost.load_model(uri), np.asarray(classes)
+        return model
 
     @staticmethod
     def search_space(trial):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 import numpy as np
 
@@ -25,19 +25,6 @@ CLASS_SETS: dict[str, tuple[str, ...]] = {
     "6": ("anger", "fear", "happiness", "neutral", "sadness", "surprise"),
     "7": ("anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness"),
 }
-
-
-@dataclass(frozen=True)
-class ProtocolConfig:
-    corpus: str = "emodb"  # within-corpus
-    train_corpus: str = "emodb"  # cross-corpus
-    test_corpus: str = "shemo"
-    classes: str = "all"  # "all", a key of CLASS_SETS, or "anger,sadness,..."
-    split: Literal["speaker", "random"] = "speaker"
-    folds: int = 5  # speaker-grouped folds when there are too many speakers for leave-one-out
-    max_loso_speakers: int = 12
-    test_size: float = 0.2  # for split="random" (the seed's train_test_split)
-    seed: int = 0
 
 
 @dataclass(frozen=True)
@@ -96,11 +83,33 @@ def restrict(utterances: list, classes: tuple[str, ...] | None, available: set[s
 
 
 class Protocol(ABC):
+    """An evaluation protocol. Subclasses declare their own typed ``Params`` (a frozen dataclass:
+    the fields are the protocol's settings, validated once by :func:`benchmark.config.resolve` and
+    logged as ``protocol.<field>``), which corpora they read, how they select utterances and
+    split them, and how they are named in reports and study names."""
+
     name: ClassVar[str]
     description: ClassVar[str] = ""
 
-    def __init__(self, config: ProtocolConfig = ProtocolConfig()):
-        self.config = config
+    @dataclass(frozen=True)
+    class Params:
+        pass
+
+    def __init__(self, params=None, classes: str = "all", seed: int = 0):
+        self.params = params if params is not None else self.Params()
+        self.classes = classes
+        self.seed = seed
+
+    def validate(self) -> None:
+        """Checks that need no data (e.g. two different corpora); run before any MLflow run exists."""
+
+    def slug(self) -> str:
+        """Short name of what the protocol reads, for study and run names (e.g. ``emodb``)."""
+        return "-".join(self.corpus_names())
+
+    def column(self, classes: tuple[str, ...]) -> str:
+        """The report column this protocol's runs fall in (e.g. ``within_corpus emodb 7 classes``)."""
+        return f"{self.name} {self.slug()} {len(classes)} classes"
 
     @abstractmethod
     def corpus_names(self) -> list[str]:
