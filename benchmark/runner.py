@@ -12,6 +12,7 @@ folds already finished stay logged.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Iterator
@@ -37,7 +38,7 @@ class Runtime:
 
     data_dir: str | None = None
     cache_dir: str | None = None
-    jobs: int | None = None
+    jobs: int | None = None  # worker processes for extraction and for folds (None: every core)
     tracking_uri: str | None = None
     experiment: str = "ser-bench"
     run_name: str | None = None
@@ -189,27 +190,60 @@ class FoldResult:
     seconds: float = 0.0
 
 
-def evaluate_folds(config: RunConfig, inputs: Inputs, tuned: TunedParams | None = None) -> Iterator[FoldResult]:
-    """Train and test fold by fold, yielding each result as soon as it exists (pure: no logging)."""
+def evaluate_fold(config: RunConfig, inputs: Inputs, fold: Fold, tuned: TunedParams | None = None) -> FoldResult:
+    """Train on one fold's training part and predict its test part (pure: no logging)."""
+    start, epochs = time.perf_counter(), []
+    params = tuned.for_fold(fold.name) if tuned else None
+    model, normaliser, proba = fit_and_predict(
+        config, inputs.X, inputs.labels, inputs.groups, fold.train, fold.test,
+        on_epoch=lambda epoch, metrics, _model: epochs.append(metrics), params=params)
+    predicted = model.classes_[np.argmax(proba, axis=1)]
+    metrics = classification_metrics(inputs.labels[fold.test], predicted, inputs.classes)
+    column = {c: j for j, c in enumerate(model.classes_)}  # a class absent from training scores 0
+    rows = []
+    for row, i in enumerate(fold.test):
+        utt = inputs.utterances[i]
+        rows.append({"id": utt.id, "corpus": utt.corpus, "speaker": utt.speaker, "fold": fold.name,
+                     "true": inputs.labels[i], "predicted": predicted[row],
+                     **{f"p_{c}": float(proba[row, column[c]]) if c in column else 0.0 for c in inputs.classes}})
+    return FoldResult(fold, metrics, rows, model, normaliser, params, epochs, time.perf_counter() - start)
+
+
+def _evaluate_fold_in_worker(config, inputs, fold, tuned) -> FoldResult:
+    """A fold in a worker process: one thread (the workers already use every core), no model back
+    (after cross-validation the deployable model is refitted on all the data anyway)."""
+    os.environ["SER_BENCH_THREADS"] = "1"
+    result = evaluate_fold(config, inputs, fold, tuned)
+    result.model = None
+    return result
+
+
+def evaluate_folds(config: RunConfig, inputs: Inputs, tuned: TunedParams | None = None,
+                   jobs: int | None = 1) -> Iterator[FoldResult]:
+    """Every fold's result, in fold order, as soon as it (and those before it) exist.
+
+    With ``jobs`` > 1 independent folds run in joblib's loky worker processes, one thread each
+    (processes, not threads: the fits are CPU-bound and their libraries' own threads oversubscribe
+    small machines); the results are the same as with one job.
+    """
+    folds = [f for f in inputs.folds if len(f.test)]
     for fold in inputs.folds:
-        if len(fold.test) == 0:
+        if not len(fold.test):
             log.warning("fold %s has no readable test utterance; skipped", fold.name)
-            continue
-        start, epochs = time.perf_counter(), []
-        params = tuned.for_fold(fold.name) if tuned else None
-        model, normaliser, proba = fit_and_predict(
-            config, inputs.X, inputs.labels, inputs.groups, fold.train, fold.test,
-            on_epoch=lambda epoch, metrics, _model: epochs.append(metrics), params=params)
-        predicted = model.classes_[np.argmax(proba, axis=1)]
-        metrics = classification_metrics(inputs.labels[fold.test], predicted, inputs.classes)
-        column = {c: j for j, c in enumerate(model.classes_)}  # a class absent from training scores 0
-        rows = []
-        for row, i in enumerate(fold.test):
-            utt = inputs.utterances[i]
-            rows.append({"id": utt.id, "corpus": utt.corpus, "speaker": utt.speaker, "fold": fold.name,
-                         "true": inputs.labels[i], "predicted": predicted[row],
-                         **{f"p_{c}": float(proba[row, column[c]]) if c in column else 0.0 for c in inputs.classes}})
-        yield FoldResult(fold, metrics, rows, model, normaliser, params, epochs, time.perf_counter() - start)
+    jobs = min(available_cores() if jobs is None else jobs, len(folds))
+    if jobs <= 1:
+        for fold in folds:
+            yield evaluate_fold(config, inputs, fold, tuned)
+        return
+    from joblib import Parallel, delayed, parallel_config
+
+    with parallel_config(backend="loky", inner_max_num_threads=1):
+        yield from Parallel(n_jobs=jobs, return_as="generator")(
+            delayed(_evaluate_fold_in_worker)(config, inputs, fold, tuned) for fold in folds)
+
+
+def available_cores() -> int:
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1)
 
 
 def pooled_result(results: list[FoldResult], classes, seed: int):
@@ -263,7 +297,7 @@ def _logged_run(prepared: Prepared, runtime: Runtime, run_id: str, tuned: TunedP
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   disable=not runtime.progress, transient=True) as bar:
         task = bar.add_task(f"{config.model.name} folds", total=len(inputs.folds))
-        for result in evaluate_folds(config, inputs, tuned):
+        for result in evaluate_folds(config, inputs, tuned, runtime.jobs):
             tracking.log_fold(result, sorted(set(inputs.groups[result.fold.test])))
             results.append(result)
             bar.advance(task)

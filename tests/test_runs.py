@@ -187,3 +187,12 @@ def test_speaker_normalisation_warns_when_speakers_lack_emotions(real_data_dir, 
     with caplog.at_level("WARNING"):
         prepare(RunConfig(model="svm", corpus="emodb", norm="speaker"), Runtime(data_dir=str(data_dir)))
     assert "--norm speaker" not in caplog.text
+
+
+def test_folds_in_parallel_give_the_same_metrics_in_fold_order(store, corpora_dir, cache_dir):
+    config = RunConfig(model="svm", features="handcrafted36", final_model=False)
+    one = run(config, runtime(store, corpora_dir, cache_dir))
+    two = run(config, Runtime(data_dir=str(corpora_dir), cache_dir=cache_dir, tracking_uri=store, jobs=2,
+                              progress=False))
+    assert [f["fold"] for f in one.folds] == [f["fold"] for f in two.folds] == sorted(f["fold"] for f in one.folds)
+    assert one.folds == two.folds and one.pooled == two.pooled

@@ -30,9 +30,11 @@ def configure_tensorflow() -> None:
 
     tf.get_logger().setLevel("ERROR")  # retracing notices for every new fold model are expected
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 2
+    if os.environ.get("SER_BENCH_THREADS", "").isdigit():  # a fold worker process: one thread
+        cores = 2 * int(os.environ["SER_BENCH_THREADS"])
     try:
         tf.config.threading.set_intra_op_parallelism_threads(max(1, cores // 2))
-        tf.config.threading.set_inter_op_parallelism_threads(2)
+        tf.config.threading.set_inter_op_parallelism_threads(min(2, max(1, cores // 2)))
     except RuntimeError:  # TF already initialised by someone else: keep its settings
         pass
     _TF_CONFIGURED = True

@@ -13,7 +13,7 @@ from sklearn.svm import SVC
 from sklearn.utils.class_weight import compute_sample_weight
 
 from ..models import register_model
-from .base import SERClassifier
+from .base import SERClassifier, thread_budget
 
 
 @register_model
@@ -88,7 +88,7 @@ class XGBoostClassifier(SERClassifier):
         weights = compute_sample_weight(self.class_weight, target) if self.class_weight else None
         self.booster_ = XGBClassifier(
             n_estimators=self.n_estimators, max_depth=self.max_depth, learning_rate=self.learning_rate,
-            subsample=self.subsample, colsample_bytree=self.colsample_bytree, n_jobs=self.n_jobs,
+            subsample=self.subsample, colsample_bytree=self.colsample_bytree, n_jobs=thread_budget(self.n_jobs),
             random_state=self.seed, tree_method="hist", eval_metric="mlogloss",
         )
         self.booster_.fit(np.asarray(X, dtype=np.float32), target, sample_weight=weights)
