@@ -64,4 +64,4 @@ def test_grid_runs_every_cell_and_survives_a_failing_one(tmp_path, data_dir):
     mlflow.set_tracking_uri(uri)
     runs = mlflow.search_runs(experiment_names=["tiny"], filter_string="tags.ser_bench_kind = 'run'",
                               output_format="list")
-    assert sorted(r.data.params["model"] for r in runs) == ["svm", "xgboost"]
+    assert sorted(r.data.params["model.name"] for r in runs) == ["svm", "xgboost"]
