@@ -42,6 +42,18 @@ def friendly_errors(command):
         except BenchError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except Exception as exc:  # a store failure deep inside MLflow (full disk, read-only): one line too
+            from .store import explain
+
+            known = explain(exc, kwargs.get("tracking_uri"))
+            if known is None:
+                raise
+            err_console.print(f"[bold red]error:[/] {known}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (lifecycle.Terminated): runs are FAILED
+            err_console.print(f"[bold red]stopped:[/] {exc or 'interrupted'}; runs in progress are marked FAILED",
+                              highlight=False, soft_wrap=True)
+            raise typer.Exit(143 if type(exc).__name__ == "Terminated" else 130) from None
 
     return wrapper
 

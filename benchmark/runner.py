@@ -212,14 +212,17 @@ def run(config: RunConfig, runtime: Runtime = Runtime(), tuned: "TunedParams | N
     """Evaluate ``config`` under its protocol; ``tuned`` supplies per-fold hyper-parameters."""
     import mlflow
 
-    from . import tracking
+    from . import lifecycle, tracking
 
     feature_set, protocol, data, by_corpus = prepare(config, runtime)
     model_cls = MODELS.lookup(config.model)
     tracking.use_store(runtime.tracking_uri, runtime.experiment)
+    lifecycle.reap_dead_runs()  # runs of killed processes: FAILED, not RUNNING forever
     run_name = runtime.run_name or f"{config.model}-{feature_set.name}-{config.protocol}"
     project_run = tracking.project_run_id()  # set when started by `mlflow run` (MLproject)
-    with mlflow.start_run(run_id=project_run, run_name=None if project_run else run_name) as parent:
+    with lifecycle.sigterm_as_interrupt(), \
+            mlflow.start_run(run_id=project_run, run_name=None if project_run else run_name) as parent, \
+            lifecycle.owned(parent.info.run_id):
         try:
             return _run_folds(config, runtime, feature_set, protocol, data, by_corpus, model_cls, parent, tuned)
         except BaseException as exc:
