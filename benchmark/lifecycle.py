@@ -219,16 +219,28 @@ def stop_pool(pool) -> None:
 
 
 def exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:
-    """In a worker: exit as soon as ``parent_pid`` is gone (a kill -9'd parent leaves no orphans)."""
+    """In a worker: exit as soon as ``parent_pid`` is gone or a zombie, or this worker was orphaned.
+
+    A kill -9'd ``bench run`` then leaves no extraction worker behind, even one forked by a
+    forkserver (whose own parent is the dead process).
+    """
+    import psutil
+
+    first_ppid = os.getppid()
+
+    def gone() -> bool:
+        if os.getppid() != first_ppid:  # re-parented: whoever started us has exited
+            return True
+        try:
+            return psutil.Process(parent_pid).status() == psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return True
+        except psutil.Error:
+            return False
 
     def watch():
-        while True:
+        while not gone():
             time.sleep(interval)
-            try:
-                os.kill(parent_pid, 0)
-            except ProcessLookupError:
-                os._exit(1)
-            except PermissionError:
-                continue
+        os._exit(1)
 
     threading.Thread(target=watch, name="ser-bench-parent-watch", daemon=True).start()
