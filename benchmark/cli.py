@@ -102,7 +102,8 @@ def data_list(
 def data_download(
     name: str = typer.Argument(..., help="emodb or shemo"),
     data_dir: Optional[Path] = DataDir,
-    base_url: Optional[str] = typer.Option(None, help="Mirror serving the same archive file names."),
+    base_url: Optional[str] = typer.Option(None, help="Mirror serving the same archive file names (must match the pinned SHA-256)."),
+    sha256: list[str] = typer.Option([], "--sha256", help="Expected SHA-256: HEX, or FILENAME=HEX per archive (overrides the pin)."),
 ):
     """Download, verify and extract a corpus (resumable: re-run after an interruption)."""
     from .corpora import get_corpus
@@ -110,7 +111,7 @@ def data_download(
     from .paths import data_root
 
     root = data_root(data_dir) / name
-    checksums = download_corpus(name, root, base_url=base_url)
+    checksums = download_corpus(name, root, base_url=base_url, sha256=list(sha256))
     found = get_corpus(name, root=root).utterances()
     for filename, digest in checksums.items():
         console.print(f"{filename}: sha256 {digest}")
@@ -350,7 +351,8 @@ def report_command(
     report = collect(tracking_uri, list(experiment) or None, corpus, protocol)
     for path in write_report(report, name, out_dir):
         console.print(f"wrote {path}")
-    console.print(to_markdown(report, name).split("## Reference")[0], markup=False, highlight=False)
+    # soft_wrap: Markdown table rows stay whole when piped (rich would hard-wrap them at 80 columns)
+    console.print(to_markdown(report, name).split("## Reference")[0], markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("predict")

@@ -244,3 +244,20 @@ def exit_with_parent(parent_pid: int, interval: float = 1.0) -> None:
         os._exit(1)
 
     threading.Thread(target=watch, name="ser-bench-parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def pruned_trial_is_not_a_failure():
+    """Inside an MLflow trial run: a pruned Optuna trial ends KILLED with tag ``pruned``, not FAILED.
+
+    Why: 15 of 55 runs showed red in the UI after a tuning session although nothing failed.
+    """
+    import mlflow
+    import optuna
+
+    try:
+        yield
+    except optuna.TrialPruned:
+        mlflow.set_tag("pruned", "true")
+        mlflow.end_run("KILLED")
+        raise
