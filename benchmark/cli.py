@@ -363,6 +363,7 @@ def predict_command(
     top: int = typer.Option(2, "--top", min=1, help="How many emotions to show per file."),
     output_format: str = typer.Option("table", "--format", help="table, json or csv."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
+    trust_model: bool = typer.Option(False, "--trust-model", help="Load models serialised with pickle (runs their code)."),
 ):
     """Predict the emotions of new audio, with probabilities (any length; bad files reported)."""
     import csv
@@ -373,7 +374,7 @@ def predict_command(
     if output_format not in ("table", "json", "csv"):
         raise BenchError(f"--format {output_format}: use table, json or csv")
     files = audio_files(path)
-    predictor = Predictor(model or latest_model_uri(tracking_uri), tracking_uri)
+    predictor = Predictor(model or latest_model_uri(tracking_uri), tracking_uri, trust_model)
     probabilities, ok, failed = predictor.predict(files, progress=output_format == "table")
     ranked = top_k(probabilities, predictor.labels, top)
     rows = [{"path": str(p), **{f"top{i + 1}": label for i, (label, _) in enumerate(r)},

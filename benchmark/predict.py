@@ -42,6 +42,7 @@ def latest_model_uri(tracking_uri: str | None) -> str:
 class Predictor:
     uri: str
     tracking_uri: str | None = None
+    trust_model: bool = False  # allow formats that run code when loaded (pickle); see model_trust
 
     def __post_init__(self):
         import mlflow
@@ -55,6 +56,9 @@ class Predictor:
         except Exception as exc:
             raise BenchError(f"cannot open model {self.uri} ({str(exc).splitlines()[0]}); "
                              f"use runs:/<run id>/model or models:/<name>@<alias>") from None
+        from .model_trust import require_safe_format
+
+        require_safe_format(info.flavors, self.uri, self.trust_model)  # before anything is unpickled
         meta = info.metadata or {}
         if "label_map" not in meta:
             raise BenchError(f"model {self.uri} was not logged by ser-bench (no label map in its metadata)")
