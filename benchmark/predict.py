@@ -112,7 +112,7 @@ def audio_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
         if not files:
-            raise BenchError(f"{path}: no WAV, FLAC or OGG files in this folder")
+            raise BenchError(f"{path}: no {', '.join(s[1:].upper() for s in AUDIO_SUFFIXES)} files in this folder")
         return files
     raise BenchError(f"{path}: no such file or folder")
 
