@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -55,10 +56,18 @@ def features_of_file(path: Path, feature_set: FeatureSet, cache: FeatureCache | 
             hit = cache.load(digest)
             if hit is not None:
                 return "cached", hit, ""
-        arrays = feature_set.extract(load_audio(path))
+        signal = load_audio(path)
+        seconds = len(signal) / feature_set.sample_rate
+        if seconds < feature_set.min_seconds:
+            raise BenchError(f"{path}: {seconds:.3f} s is shorter than the {feature_set.min_seconds:g} s that "
+                             f"{feature_set.name} needs; use a longer clip or handcrafted36/librosa46 (any length)")
+        with warnings.catch_warnings():  # raw library warnings never reach the screen; bad output is caught below
+            warnings.simplefilter("ignore")
+            arrays = feature_set.extract(signal)
         for name, values in arrays.items():
             if not np.all(np.isfinite(values)):
-                raise BenchError(f"{path}: {feature_set.name} produced non-finite {name}; check the audio")
+                raise BenchError(f"{path}: {feature_set.name} produced non-finite {name} for this "
+                                 f"{seconds:.3f} s clip; check the audio")
         if cache is not None and not cache_unwritable.get(cache.directory):
             try:
                 cache.save(digest, arrays)
