@@ -408,8 +408,6 @@ def ui_command(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
 ):
     """Start the MLflow UI on the project's store, bound to 127.0.0.1."""
-    import subprocess
-
     from .tracking import artifact_root_for, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -418,10 +416,9 @@ def ui_command(
     if artifact_root_for(uri):
         command += ["--default-artifact-root", artifact_root_for(uri)]
     console.print(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C stops it)")
-    try:
-        raise typer.Exit(subprocess.call(command))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    from .lifecycle import run_process_group
+
+    raise typer.Exit(run_process_group(command))  # stopping bench ui stops mlflow and all its workers
 
 
 def main() -> None:  # pragma: no cover - console entry point

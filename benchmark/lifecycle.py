@@ -261,3 +261,42 @@ def pruned_trial_is_not_a_failure():
         mlflow.set_tag("pruned", "true")
         mlflow.end_run("KILLED")
         raise
+
+
+def run_process_group(command: list[str], grace: float = 10.0) -> int:
+    """Run ``command`` in its own process group and stop the whole group when we stop.
+
+    Why: ``mlflow ui`` starts a server with worker processes; killing ``bench ui`` used to leave
+    them serving. Ctrl-C, SIGTERM or any exit here now terminates every process of the group.
+    """
+    import subprocess
+
+    process = subprocess.Popen(command, start_new_session=True)
+    try:
+        with sigterm_as_interrupt():
+            return process.wait()
+    except KeyboardInterrupt as exc:
+        return 143 if isinstance(exc, Terminated) else 0
+    finally:
+        _stop_group(process, grace)
+
+
+def _stop_group(process, grace: float) -> None:
+    import subprocess
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            break
+        try:
+            process.wait(grace)
+        except subprocess.TimeoutExpired:
+            continue
+        deadline = time.monotonic() + grace  # the leader is gone; give its group the same grace
+        while time.monotonic() < deadline:
+            try:
+                os.killpg(process.pid, 0)
+            except ProcessLookupError:
+                return
+            time.sleep(0.1)

@@ -205,6 +205,10 @@ def build_inputs(config: RunConfig, runtime: Runtime, feature_set, protocol, dat
     X = model_inputs(model_cls, [extraction.features[f"{u.id}@{u.corpus}"] for u in utterances])
     folds = [Fold(f.name, index_map[f.train][keep[f.train]], index_map[f.test][keep[f.test]])
              for f in protocol.folds(data)]
+    for fold in folds:  # every training file unreadable: say which fold, not a library traceback
+        if len(fold.train) == 0:
+            raise BenchError(f"fold {fold.name} has no readable training utterance ({len(extraction.failed)} files "
+                             f"skipped, see above); fix or remove those files, or choose other speakers/corpora")
     return Inputs(utterances, X, data.labels[keep], data.groups[keep], folds, data.classes, extraction.failed)
 
 
