@@ -14,7 +14,8 @@ import soundfile as sf
 from .errors import AudioError
 
 TARGET_SR = 16_000
-AUDIO_SUFFIXES = (".wav", ".flac", ".ogg")
+# libsndfile >= 1.1 reads MP3; M4A/AAC would need ffmpeg, which ser-bench does not require.
+AUDIO_SUFFIXES = (".wav", ".flac", ".ogg") + ((".mp3",) if "MP3" in sf.available_formats() else ())
 # Below this peak amplitude (about -100 dBFS) a file carries no usable speech.
 SILENCE_PEAK = 1e-5
 
@@ -35,7 +36,8 @@ def load_audio(path: str | Path, sr: int = TARGET_SR) -> np.ndarray:
     except Exception as exc:  # soundfile raises several types for broken headers
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AudioError(
-            f"{path}: cannot decode audio ({first_line}); supported formats are WAV, FLAC and OGG"
+            f"{path}: cannot decode audio ({first_line}); supported formats are "
+            f"{', '.join(s[1:].upper() for s in AUDIO_SUFFIXES)} (convert others with ffmpeg)"
         ) from None
     if signal.shape[0] == 0:
         raise AudioError(f"{path}: audio has zero samples; re-record or remove the file")

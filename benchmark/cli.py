@@ -42,6 +42,18 @@ def friendly_errors(command):
         except BenchError as exc:
             err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
+        except Exception as exc:  # a store failure deep inside MLflow (full disk, read-only): one line too
+            from .store import explain
+
+            known = explain(exc, kwargs.get("tracking_uri"))
+            if known is None:
+                raise
+            err_console.print(f"[bold red]error:[/] {known}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (lifecycle.Terminated): runs are FAILED
+            err_console.print(f"[bold red]stopped:[/] {exc or 'interrupted'}; runs in progress are marked FAILED",
+                              highlight=False, soft_wrap=True)
+            raise typer.Exit(143 if type(exc).__name__ == "Terminated" else 130) from None
 
     return wrapper
 
@@ -90,7 +102,8 @@ def data_list(
 def data_download(
     name: str = typer.Argument(..., help="emodb or shemo"),
     data_dir: Optional[Path] = DataDir,
-    base_url: Optional[str] = typer.Option(None, help="Mirror serving the same archive file names."),
+    base_url: Optional[str] = typer.Option(None, help="Mirror serving the same archive file names (must match the pinned SHA-256)."),
+    sha256: list[str] = typer.Option([], "--sha256", help="Expected SHA-256: HEX, or FILENAME=HEX per archive (overrides the pin)."),
 ):
     """Download, verify and extract a corpus (resumable: re-run after an interruption)."""
     from .corpora import get_corpus
@@ -98,7 +111,7 @@ def data_download(
     from .paths import data_root
 
     root = data_root(data_dir) / name
-    checksums = download_corpus(name, root, base_url=base_url)
+    checksums = download_corpus(name, root, base_url=base_url, sha256=list(sha256))
     found = get_corpus(name, root=root).utterances()
     for filename, digest in checksums.items():
         console.print(f"{filename}: sha256 {digest}")
@@ -387,7 +400,8 @@ def report_command(
     report = collect(tracking_uri, list(experiment) or None, corpus, protocol)
     for path in write_report(report, name, out_dir):
         console.print(f"wrote {path}")
-    console.print(to_markdown(report, name).split("## Reference")[0], markup=False, highlight=False)
+    # soft_wrap: Markdown table rows stay whole when piped (rich would hard-wrap them at 80 columns)
+    console.print(to_markdown(report, name).split("## Reference")[0], markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("predict")
@@ -398,6 +412,7 @@ def predict_command(
     top: int = typer.Option(2, "--top", min=1, help="How many emotions to show per file."),
     output_format: str = typer.Option("table", "--format", help="table, json or csv."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
+    trust_model: bool = typer.Option(False, "--trust-model", help="Load models serialised with pickle (runs their code)."),
 ):
     """Predict the emotions of new audio, with probabilities (any length; bad files reported)."""
     import csv
@@ -408,7 +423,7 @@ def predict_command(
     if output_format not in ("table", "json", "csv"):
         raise BenchError(f"--format {output_format}: use table, json or csv")
     files = audio_files(path)
-    predictor = Predictor(model or latest_model_uri(tracking_uri), tracking_uri)
+    predictor = Predictor(model or latest_model_uri(tracking_uri), tracking_uri, trust_model)
     probabilities, ok, failed = predictor.predict(files, progress=output_format == "table")
     ranked = top_k(probabilities, predictor.labels, top)
     rows = [{"path": str(p), **{f"top{i + 1}": label for i, (label, _) in enumerate(r)},
@@ -442,8 +457,6 @@ def ui_command(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
 ):
     """Start the MLflow UI on the project's store, bound to 127.0.0.1."""
-    import subprocess
-
     from .tracking import artifact_root_for, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
@@ -452,10 +465,9 @@ def ui_command(
     if artifact_root_for(uri):
         command += ["--default-artifact-root", artifact_root_for(uri)]
     console.print(f"MLflow UI for {uri} at http://127.0.0.1:{port} (Ctrl-C stops it)")
-    try:
-        raise typer.Exit(subprocess.call(command))
-    except KeyboardInterrupt:
-        raise typer.Exit(0) from None
+    from .lifecycle import run_process_group
+
+    raise typer.Exit(run_process_group(command))  # stopping bench ui stops mlflow and all its workers
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -27,3 +27,15 @@ def data_root(data_dir: str | Path | None = None) -> Path:
 def cache_root(cache_dir: str | Path | None = None) -> Path:
     """Root of the feature cache (safe to delete: everything in it can be recomputed)."""
     return _resolve(cache_dir, CACHE_ENV, "features")
+
+
+def configure_numba_cache() -> None:
+    """Give numba a per-user cache folder before librosa is imported.
+
+    Why: by default numba writes compiled ``librosa`` functions into ``site-packages/.../__pycache__``;
+    several extraction workers compiling at once raced there and left cache files that segfaulted
+    every later call in that environment. A per-user folder (``$NUMBA_CACHE_DIR`` wins) keeps the
+    installed package read-only.
+    """
+    if not os.environ.get("NUMBA_CACHE_DIR"):
+        os.environ["NUMBA_CACHE_DIR"] = str(user_cache_path("ser-bench") / "numba")

@@ -47,6 +47,7 @@ class Predictor:
 
     uri: str
     tracking_uri: str | None = None
+    trust_model: bool = False  # allow formats that run code when loaded (pickle); see model_trust
 
     def __post_init__(self):
         import mlflow
@@ -60,6 +61,9 @@ class Predictor:
         except Exception as exc:
             raise BenchError(f"cannot open model {self.uri} ({str(exc).splitlines()[0]}); "
                              f"use runs:/<run id>/model or models:/<name>@<alias>") from None
+        from .model_trust import require_safe_format
+
+        require_safe_format(info.flavors, self.uri, self.trust_model)  # before anything is unpickled
         meta = info.metadata or {}
         if "label_map" not in meta or "ser_bench_config" not in meta:
             raise BenchError(f"model {self.uri} was not logged by this version of ser-bench (no run configuration "
@@ -92,7 +96,7 @@ def audio_files(path: Path) -> list[Path]:
     if path.is_dir():
         files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
         if not files:
-            raise BenchError(f"{path}: no WAV, FLAC or OGG files in this folder")
+            raise BenchError(f"{path}: no {', '.join(s[1:].upper() for s in AUDIO_SUFFIXES)} files in this folder")
         return files
     raise BenchError(f"{path}: no such file or folder")
 

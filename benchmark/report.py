@@ -11,6 +11,7 @@ depends on when it was made, so the same store gives the same report, byte for b
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
 from dataclasses import dataclass
 from pathlib import Path
@@ -54,8 +55,13 @@ def collect(tracking_uri: str | None, experiments: list[str] | None = None, corp
 
     tracking.quiet_mlflow()
     uri = tracking.resolve_tracking_uri(tracking_uri)
+    from . import lifecycle, store
+
+    store.check_before_open(uri, writable=False)  # bad URI, half-migrated store: one line
     client = MlflowClient(tracking_uri=uri)
     known = client.search_experiments()
+    with contextlib.suppress(Exception):  # a read-only store still reports (killed runs are never FINISHED)
+        lifecycle.reap_dead_runs([e.experiment_id for e in known], uri)
     if experiments:
         missing = sorted(set(experiments) - {e.name for e in known})
         if missing:

@@ -157,8 +157,9 @@ def build_inputs(prepared: Prepared, runtime: Runtime) -> Inputs:
     folds = []
     for fold in prepared.protocol.folds(data):
         train, test = index_map[fold.train][keep[fold.train]], index_map[fold.test][keep[fold.test]]
-        if len(train) == 0:
-            raise BenchError(f"fold {fold.name}: no readable training utterance is left; see the skipped files")
+        if len(train) == 0:  # every training file unreadable: say which fold, not a library traceback
+            raise BenchError(f"fold {fold.name} has no readable training utterance ({len(extraction.failed)} files "
+                             f"skipped, see above); fix or remove those files, or choose other speakers/corpora")
         folds.append(Fold(fold.name, train, test))
     return Inputs(utterances, X, data.labels[keep], data.groups[keep], folds, data.classes, extraction.failed)
 
@@ -263,13 +264,16 @@ def run(config: RunConfig, runtime: Runtime = Runtime(), tuned: TunedParams | No
     """Evaluate ``config`` under its protocol; ``tuned`` supplies per-fold hyper-parameters."""
     import mlflow
 
-    from . import tracking
+    from . import lifecycle, tracking
 
     prepared = prepare(config, runtime)
     tracking.use_store(runtime.tracking_uri, runtime.experiment)
+    lifecycle.reap_dead_runs()  # runs of killed processes: FAILED, not RUNNING forever
     run_name = runtime.run_name or config.label() + ("-tuned" if tuned else "")
     project_run = tracking.project_run_id()  # set when started by `mlflow run` (MLproject)
-    with mlflow.start_run(run_id=project_run, run_name=None if project_run else run_name) as parent:
+    with lifecycle.sigterm_as_interrupt(), \
+            mlflow.start_run(run_id=project_run, run_name=None if project_run else run_name) as parent, \
+            lifecycle.owned(parent.info.run_id):
         try:
             return _logged_run(prepared, runtime, parent.info.run_id, tuned)
         except BaseException as exc:

@@ -57,14 +57,25 @@ def artifact_root_for(uri: str) -> str | None:
 def use_store(uri: str | None = None, experiment: str = "ser-bench", attempts: int = 5) -> str:
     """Point MLflow at the store and make sure ``experiment`` exists; returns its id.
 
-    Retried: processes starting together race to create the sqlite schema and the experiment.
+    A sqlite store is created under a file lock (see :mod:`benchmark.store`); retried because
+    processes starting together may still race to create the experiment.
     """
     import time
 
+    from . import store
+
+    resolved = resolve_tracking_uri(uri)
+    store.check_before_open(resolved)
     for attempt in range(attempts):
         try:
-            return _use_store(uri, experiment)
-        except Exception:
+            with store.creation_lock(resolved):  # creating/upgrading a sqlite store: one process at a time
+                return _use_store(resolved, experiment)
+        except store.StoreError:
+            raise
+        except Exception as exc:
+            known = store.explain(exc, resolved)
+            if known is not None:
+                raise known from None
             if attempt == attempts - 1:
                 raise
             time.sleep(1.0 + attempt)

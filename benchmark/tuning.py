@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from sklearn.model_selection import GroupKFold, StratifiedGroupKFold, StratifiedKFold
 
+from . import lifecycle
 from .config import RunConfig
 from .errors import BenchError
 from .metrics import uar as unweighted_recall
@@ -110,7 +111,8 @@ def make_objective(config: RunConfig, inputs: Inputs, pool: np.ndarray, options:
         # nested under the study's run by tag: that run is not active in this (maybe other) process
         with mlflow.start_run(run_name=f"trial-{trial.number}",
                               tags={"mlflow.parentRunId": study_run_id, "optuna_trial": str(trial.number),
-                                    "optuna_study": trial.study.study_name, "ser_bench_kind": "trial"}):
+                                    "optuna_study": trial.study.study_name, "ser_bench_kind": "trial",
+                                    **lifecycle.process_tags()}), lifecycle.pruned_trial_is_not_a_failure():
             mlflow.log_params(params)
             scores = []
             for k, (train, valid) in enumerate(splits):
@@ -216,6 +218,7 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
     prepared = prepare(config, runtime)
     inputs = build_inputs(prepared, runtime)
     tracking.use_store(runtime.tracking_uri, runtime.experiment)
+    lifecycle.reap_dead_runs()  # trials of killed workers: FAILED, not RUNNING forever
     tracking_uri = mlflow.get_tracking_uri()
     storage = open_storage(storage_url(options.storage))
     tags = {"model": config.model.name, "features": config.features.name, "protocol": config.protocol.name}
@@ -250,7 +253,8 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
 
 
 def _worker(config: RunConfig, runtime: Runtime, options: TuneOptions, base_name: str) -> dict:
-    return optimise(config, runtime, options, base_name)
+    with lifecycle.sigterm_as_interrupt():
+        return optimise(config, runtime, options, base_name)
 
 
 def tune(config: RunConfig, runtime: Runtime, options: TuneOptions) -> tuple[str, dict[str, dict]]:
@@ -259,14 +263,19 @@ def tune(config: RunConfig, runtime: Runtime, options: TuneOptions) -> tuple[str
         raise BenchError(f"model {config.model.name} declares no search space")
     name = options.study or default_study_name(config)
     if options.jobs <= 1:
-        return name, optimise(config, runtime, options, name)
+        return name, _worker(config, runtime, options, name)
     from concurrent.futures import ProcessPoolExecutor
 
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     quiet = Runtime(**{**asdict(runtime), "progress": False})
-    with ProcessPoolExecutor(options.jobs, mp_context=multiprocessing.get_context(method)) as pool:
-        results = [pool.submit(_worker, config, quiet, options, name) for _ in range(options.jobs)]
-        outcome = [r.result() for r in results]
+    with lifecycle.sigterm_as_interrupt(), ProcessPoolExecutor(
+            options.jobs, mp_context=multiprocessing.get_context(method)) as pool:
+        try:
+            results = [pool.submit(_worker, config, quiet, options, name) for _ in range(options.jobs)]
+            outcome = [r.result() for r in results]
+        except BaseException:  # Ctrl-C / SIGTERM: workers end their trials FAILED and exit, none orphaned
+            lifecycle.stop_pool(pool)
+            raise
     return name, outcome[-1]
 
 

@@ -2,14 +2,21 @@
 
 Downloads resume: bytes go to ``<name>.part`` and a re-run asks the server for the rest with an
 HTTP Range request. An archive is accepted only if every member's CRC checks out, it holds the
-expected number of WAV files and (when one is declared) its SHA-256 matches. Extraction refuses
-absolute paths, ``..`` and links, so nothing lands outside the corpus folder.
+expected number of WAV files and its SHA-256 matches the pinned one (``--sha256`` overrides; a
+``--base-url`` mirror must match the same pin). Extraction refuses absolute paths, ``..`` and links,
+so nothing lands outside the corpus folder, and caps every member's and the total uncompressed size
+and the compression ratio, from the declared sizes first and again while streaming (a zip bomb is
+refused before it writes anything large).
+
+No official SHA-256 is published for EMO-DB or ShEMO: the pins are ``None`` until someone records
+them from a verified download; until then every download prints its digest and says so loudly.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import shutil
 import stat
 import urllib.error
@@ -20,7 +27,13 @@ from pathlib import Path, PurePosixPath
 
 from ..errors import DownloadError
 
+log = logging.getLogger(__name__)
+
 CHUNK = 1 << 16
+# Extraction caps: the corpora here are < 2 GiB unpacked, WAV barely compresses (ratio < 10).
+MAX_MEMBER_BYTES = 2 << 30
+MAX_TOTAL_BYTES = 16 << 30
+MAX_RATIO = 200
 
 
 @dataclass(frozen=True)
@@ -96,13 +109,19 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(archive_path: Path, archive: Archive) -> str:
-    """Check CRCs, WAV count and the declared checksum; return the archive's SHA-256."""
+def verify(archive_path: Path, archive: Archive, expected_sha256: str | None = None) -> str:
+    """Check the SHA-256 (pinned or ``expected_sha256``), CRCs and WAV count; return the SHA-256."""
     checksum = sha256_of(archive_path)
-    if archive.sha256 and checksum != archive.sha256:
+    expected = (expected_sha256 or archive.sha256 or "").lower() or None
+    if expected and checksum != expected:
         archive_path.unlink()
-        raise DownloadError(f"{archive_path}: SHA-256 {checksum} does not match the official "
-                            f"{archive.sha256}; removed it, re-run to download again")
+        source = "given with --sha256" if expected_sha256 else "pinned for the official archive"
+        raise DownloadError(f"{archive_path}: SHA-256 {checksum} does not match the {expected} {source}; "
+                            f"removed it (a wrong mirror or a tampered file), re-run to download again")
+    if expected is None:
+        log.warning("%s: no SHA-256 is pinned for %s yet, so only CRCs and the file count were checked; its "
+                    "SHA-256 is %s (compare it with a trusted copy, then pass --sha256 %s=%s)",
+                    archive_path, archive.filename, checksum, archive.filename, checksum)
     try:
         with zipfile.ZipFile(archive_path) as zf:
             broken = zf.testzip()
@@ -119,10 +138,41 @@ def verify(archive_path: Path, archive: Archive) -> str:
     return checksum
 
 
-def safe_extract(archive_path: Path, staging: Path) -> None:
-    """Extract every member under ``staging``; refuse links and paths that would escape it."""
+def check_sizes(archive_path: Path, infos, max_member: int, max_total: int, max_ratio: float) -> None:
+    """Refuse an archive whose declared sizes exceed the caps (before anything is written)."""
+    total = 0
+    for info in infos:
+        total += info.file_size
+        if info.file_size > max_member:
+            raise DownloadError(f"{archive_path}: member {info.filename!r} would unpack to {info.file_size:,} bytes "
+                                f"(limit {max_member:,}); refusing to extract (zip bomb?)")
+        if info.file_size > (1 << 20) and info.file_size > max_ratio * max(info.compress_size, 1):
+            raise DownloadError(f"{archive_path}: member {info.filename!r} expands {info.file_size / max(info.compress_size, 1):,.0f}x "
+                                f"(limit {max_ratio:g}x); refusing to extract (zip bomb?)")
+    if total > max_total:
+        raise DownloadError(f"{archive_path}: would unpack to {total:,} bytes (limit {max_total:,}); "
+                            f"refusing to extract (zip bomb?)")
+
+
+def copy_capped(source, sink, limit: int, archive_path: Path, name: str) -> int:
+    """Copy at most ``limit`` bytes; a member that yields more than it declared is refused."""
+    written = 0
+    for block in iter(lambda: source.read(CHUNK), b""):
+        written += len(block)
+        if written > limit:
+            raise DownloadError(f"{archive_path}: member {name!r} unpacks to more than its limit of {limit:,} bytes; "
+                                f"refusing to extract (zip bomb?)")
+        sink.write(block)
+    return written
+
+
+def safe_extract(archive_path: Path, staging: Path, max_member: int = MAX_MEMBER_BYTES,
+                 max_total: int = MAX_TOTAL_BYTES, max_ratio: float = MAX_RATIO) -> None:
+    """Extract every member under ``staging``; refuse links, paths that would escape it, and bombs."""
     staging = staging.resolve()
     with zipfile.ZipFile(archive_path) as zf:
+        check_sizes(archive_path, zf.infolist(), max_member, max_total, max_ratio)
+        budget = max_total
         for info in zf.infolist():
             name = PurePosixPath(info.filename.replace("\\", "/"))
             mode = info.external_attr >> 16
@@ -137,11 +187,37 @@ def safe_extract(archive_path: Path, staging: Path) -> None:
                 target.mkdir(parents=True, exist_ok=True)
                 continue
             target.parent.mkdir(parents=True, exist_ok=True)
-            with zf.open(info) as source, open(target, "wb") as sink:
-                shutil.copyfileobj(source, sink)
+            limit = min(max_member, budget, max(info.file_size, 0))
+            try:
+                with zf.open(info) as source, open(target, "wb") as sink:
+                    budget -= copy_capped(source, sink, limit, archive_path, info.filename)
+            except DownloadError:
+                target.unlink(missing_ok=True)
+                raise
 
 
-def download_corpus(name: str, root: Path, base_url: str | None = None, progress: bool = True) -> dict[str, str]:
+def parse_sha256(values: list[str] | None, archives) -> dict[str, str]:
+    """``--sha256 HEX`` (one archive) or ``--sha256 FILENAME=HEX`` (repeatable) -> {filename: hex}."""
+    out = {}
+    names = [a.filename for a in archives]
+    for value in values or []:
+        name, _, digest = value.rpartition("=")
+        if not name:
+            if len(names) != 1:
+                raise DownloadError(f"--sha256 {value}: this corpus has {len(names)} archives; "
+                                    f"give FILENAME=HEX for each of {', '.join(names)}")
+            name = names[0]
+        digest = digest.strip().lower()
+        if name not in names:
+            raise DownloadError(f"--sha256 {value}: no archive {name!r}; choose one of {', '.join(names)}")
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise DownloadError(f"--sha256 {value}: a SHA-256 is 64 hexadecimal digits")
+        out[name] = digest
+    return out
+
+
+def download_corpus(name: str, root: Path, base_url: str | None = None, progress: bool = True,
+                    sha256: list[str] | None = None) -> dict[str, str]:
     """Download, verify and extract corpus ``name`` into ``root``; return archive checksums."""
     from ..corpora import CORPORA
 
@@ -149,11 +225,12 @@ def download_corpus(name: str, root: Path, base_url: str | None = None, progress
     if name not in downloadable:
         raise DownloadError(f"no download is known for corpus {name!r}; choose one of {', '.join(downloadable)}")
     archives, extras = CORPORA[name].archives, CORPORA[name].extras
+    overrides = parse_sha256(sha256, archives)
     downloads = root / ".downloads"
     checksums = {}
     for archive in archives:
         path = fetch(_url(archive.url, archive.filename, base_url), downloads / archive.filename, progress)
-        checksums[archive.filename] = verify(path, archive)
+        checksums[archive.filename] = verify(path, archive, overrides.get(archive.filename))
         staging = downloads / f"staging-{archive.target}"
         shutil.rmtree(staging, ignore_errors=True)
         safe_extract(path, staging)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from ..paths import configure_numba_cache
 from ..registry import Registry
-from .base import FeatureConfig, FeatureSet
+
+configure_numba_cache()  # before any feature module imports librosa (numba)
+
+from .base import FeatureConfig, FeatureSet  # noqa: E402
 
 FEATURE_SETS = Registry("feature set")
 register_feature_set = FEATURE_SETS.register

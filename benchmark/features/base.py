@@ -44,6 +44,8 @@ class FeatureSet(ABC):
     libraries: ClassVar[tuple[str, ...]] = ("numpy", "scipy")
     # Extract in a worker process even for one file (a native library that clashes with others).
     needs_own_process: ClassVar[bool] = False
+    # Shortest clip the set can describe (seconds); shorter ones fail with a one-line error naming it.
+    min_seconds: ClassVar[float] = 0.0
 
     def __init__(self, config: FeatureConfig | None = None, **overrides: Any):
         from ..config import validate_dataclass  # every option type- and range-checked, once

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import warnings
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +21,7 @@ from ..audio import load_audio
 from ..errors import BenchError
 from ..paths import cache_root
 from .base import FeatureSet
-from .cache import FeatureCache, content_hash
+from .cache import CacheWriteError, FeatureCache, content_hash
 
 log = logging.getLogger(__name__)
 
@@ -40,20 +41,39 @@ class ExtractionResult:
                 f"{len(self.failed)} skipped")
 
 
+# cache folders found unwritable in this process: not tried again for every file
+cache_unwritable: dict[Path, bool] = {}
+
+
 def features_of_file(path: Path, feature_set: FeatureSet, cache: FeatureCache | None):
-    """(status, arrays|None, message): status is 'cached', 'computed' or 'failed'."""
+    """(status, arrays|None, message): status is 'cached', 'computed' or 'failed'.
+
+    A 'computed' result with a message means the cache could not be written (the features are fine).
+    """
     try:
         digest = content_hash(path)
         if cache is not None:
             hit = cache.load(digest)
             if hit is not None:
                 return "cached", hit, ""
-        arrays = feature_set.extract(load_audio(path))
+        signal = load_audio(path)
+        seconds = len(signal) / feature_set.sample_rate
+        if seconds < feature_set.min_seconds:
+            raise BenchError(f"{path}: {seconds:.3f} s is shorter than the {feature_set.min_seconds:g} s that "
+                             f"{feature_set.name} needs; use a longer clip or handcrafted36/librosa46 (any length)")
+        with warnings.catch_warnings():  # raw library warnings never reach the screen; bad output is caught below
+            warnings.simplefilter("ignore")
+            arrays = feature_set.extract(signal)
         for name, values in arrays.items():
             if not np.all(np.isfinite(values)):
-                raise BenchError(f"{path}: {feature_set.name} produced non-finite {name}; check the audio")
-        if cache is not None:
-            cache.save(digest, arrays)
+                raise BenchError(f"{path}: {feature_set.name} produced non-finite {name} for this "
+                                 f"{seconds:.3f} s clip; check the audio")
+        if cache is not None and not cache_unwritable.get(cache.directory):
+            try:
+                cache.save(digest, arrays)
+            except CacheWriteError as exc:  # keep the features; the parent warns once
+                cache_unwritable[cache.directory] = True
+                return "computed", arrays, exc.strerror
         return "computed", arrays, ""
     except BenchError as exc:
         return "failed", None, str(exc)
@@ -66,9 +86,14 @@ def features_of_file(path: Path, feature_set: FeatureSet, cache: FeatureCache | 
 _WORKER: dict = {}
 
 
-def _init_worker(name: str, config, cache_dir: str | None) -> None:
-    from ..features import get_feature_set
+def _init_worker(name: str, module: str, config, cache_dir: str | None, parent_pid: int) -> None:
+    import importlib
 
+    from ..features import get_feature_set
+    from ..lifecycle import exit_with_parent
+
+    exit_with_parent(parent_pid)  # a kill -9'd parent leaves no worker behind
+    importlib.import_module(module)  # a feature set registered outside the package (a plugin) joins too
     feature_set = get_feature_set(name)
     feature_set.config = config
     _WORKER["set"] = feature_set
@@ -98,6 +123,8 @@ def extract_features(
     result = ExtractionResult(cache_key=cache.key if cache else "")
     jobs = default_jobs() if jobs is None else max(1, jobs)
 
+    warned = []
+
     def record(uid: str, status: str, arrays, message: str) -> None:
         if status == "failed":
             result.failed[uid] = message
@@ -108,6 +135,9 @@ def extract_features(
             result.cached += 1
         else:
             result.computed += 1
+            if message and not warned:  # the cache cannot be written: say so once, keep going
+                warned.append(message)
+                log.warning("%s", message)
 
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -119,14 +149,57 @@ def extract_features(
                 record(uid, *features_of_file(Path(path), feature_set, cache))
                 bar.advance(task)
         else:
-            method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            init = (feature_set.name, feature_set.config, str(root) if root else None)
-            with ProcessPoolExecutor(
-                max_workers=max(1, min(jobs, len(items))), mp_context=multiprocessing.get_context(method),
-                initializer=_init_worker, initargs=init,
-            ) as pool:
-                futures = [pool.submit(_work, (uid, str(path))) for uid, path in items]
-                for future in as_completed(futures):
-                    record(*future.result())
-                    bar.advance(task)
+            init = (feature_set.name, type(feature_set).__module__, feature_set.config, str(root) if root else None,
+                    os.getpid())
+            for outcome in extract_in_workers(items, init, jobs):
+                record(*outcome)
+                bar.advance(task)
     return result
+
+
+def extract_in_workers(items: list[tuple[str, Path]], init: tuple, jobs: int):
+    """Yield (uid, status, arrays, message) from worker processes; survive workers that die.
+
+    A worker killed by a segfault or a signal breaks the whole pool (BrokenProcessPool). What
+    finished is kept; the rest is retried in a fresh pool with one worker, where the file being
+    processed when a worker dies is known: it is reported in one line and skipped. An exception
+    here (Ctrl-C, SIGTERM) stops the pool at once instead of waiting for the queued work.
+    """
+    from concurrent.futures.process import BrokenProcessPool
+
+    from ..lifecycle import stop_pool
+
+    method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    pending = [(uid, str(path)) for uid, path in items]
+    workers = max(1, min(jobs, len(pending)))
+    while pending:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context(method),
+                                   initializer=_init_worker, initargs=init)
+        broken = False
+        try:
+            futures = {pool.submit(_work, item): item for item in pending}
+            done = set()
+            for future in (as_completed(futures) if workers > 1 else list(futures)):
+                try:
+                    outcome = future.result()
+                except BrokenProcessPool:
+                    broken = True
+                    break
+                done.add(futures[future])
+                yield outcome
+            if broken and workers == 1:  # in submission order: the first unfinished item killed the worker
+                culprit = next(item for item in pending if item not in done)
+                done.add(culprit)
+                yield (culprit[0], "failed", None, f"{culprit[1]}: the extraction worker died while reading this "
+                                                   f"file (crash or kill); skipped it, the batch goes on")
+            pending = [item for item in pending if item not in done]
+            if broken and workers > 1:
+                log.warning("an extraction worker died; retrying the %d remaining file(s) one at a time", len(pending))
+            workers = 1 if broken else workers
+        except BaseException:
+            stop_pool(pool)
+            raise
+        if broken:
+            stop_pool(pool)
+        else:
+            pool.shutdown(wait=True)

@@ -41,6 +41,7 @@ class OpenSmileSet(FeatureSet):
     # ("malloc(): invalid size"), so it always runs in a clean worker process.
     needs_own_process = True
     libraries = ("numpy", "opensmile")
+    min_seconds = 0.06  # openSMILE fills shorter segments with NaN (measured: 55 ms fails, 60 ms works)
     smile_set: str = ""
 
     def _process(self, level: str, signal: np.ndarray) -> np.ndarray:
