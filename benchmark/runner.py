@@ -264,8 +264,9 @@ def run(config: RunConfig, runtime: Runtime = Runtime(), tuned: TunedParams | No
     """Evaluate ``config`` under its protocol; ``tuned`` supplies per-fold hyper-parameters."""
     import mlflow
 
-    from . import lifecycle, tracking
+    from . import lifecycle, store, tracking
 
+    store.check_before_open(tracking.resolve_tracking_uri(runtime.tracking_uri))  # a bad store: one line, first
     prepared = prepare(config, runtime)
     tracking.use_store(runtime.tracking_uri, runtime.experiment)
     lifecycle.reap_dead_runs()  # runs of killed processes: FAILED, not RUNNING forever
