@@ -226,6 +226,7 @@ def run_command(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="(default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"),
     params_from: Optional[str] = typer.Option(None, "--params-from", help="Use the best parameters of this Optuna study."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage of --params-from (sqlite:///optuna.db)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler (tcp://HOST:8786): every cell a task on the cluster."),
 ):
     """Train and evaluate a model under a protocol; log everything to MLflow."""
     from .runner import RunConfig, Runtime, run
@@ -257,6 +258,13 @@ def run_command(
             raise BenchError("--model is required (or --experiment FILE); e.g. bench run --model svm")
         cells, mlflow_experiment = [given], experiment_name or "ser-bench"
     failures = 0
+    if scheduler:  # issue 12: every cell a task on a Dask cluster (benchmark/distributed.py)
+        from .distributed import run_grid_command
+
+        run_grid_command(cells, dict(data_dir=str(data_dir) if data_dir else None, cache_dir=str(cache_dir) if cache_dir
+                                     else None, jobs=jobs, tracking_uri=tracking_uri, experiment=mlflow_experiment,
+                                     run_name=run_name, register=register), scheduler, tuned, print_summary)
+        return
     for number, cell in enumerate(cells, start=1):
         config = RunConfig(**cell)
         runtime = Runtime(data_dir=str(data_dir) if data_dir else None, cache_dir=str(cache_dir) if cache_dir else None,
@@ -398,6 +406,9 @@ def ui_command(
     from .tracking import artifact_root_for, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
+    if uri.startswith(("http://", "https://")):  # a tracking server already serves its own UI
+        console.print(f"{uri} is an MLflow tracking server: its UI is at {uri} (nothing to start)")
+        return
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
                "--port", str(port)]
     if artifact_root_for(uri):

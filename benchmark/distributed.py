@@ -1,0 +1,180 @@
+"""Grid cells as tasks on a Dask distributed cluster (``bench run --experiment F --scheduler tcp://HOST:8786``).
+
+Dask does the scheduling, load balancing and the re-running of a task whose worker died
+(``distributed.scheduler.allowed-failures``, 3 by default); this module only adds what Dask cannot
+know about: the MLflow run a dead worker left half-finished. Every attempt of a cell opens its
+MLflow run *before* any work, tagged with the grid id, the cell id and the attempt number; when an
+attempt starts it marks the earlier RUNNING runs of its cell (and their fold runs) FAILED "worker
+died". Dask only re-runs a task once the scheduler has dropped its worker, so such a run can no
+longer change. The grid therefore ends with exactly one FINISHED run per cell that succeeded.
+
+Workers need the same code (``pip install`` of the same commit) and the same data and cache paths
+(shared storage, or ``bench data download`` on each worker); see docs/cluster.md.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from dataclasses import asdict
+from typing import Any, Callable
+
+from .errors import BenchError
+
+CELL_TAG, GRID_TAG, ATTEMPT_TAG = "ser_bench_cell", "ser_bench_grid", "ser_bench_attempt"
+WORKER_DIED = "worker died: a later attempt of this cell re-ran it"
+
+# MLflow's active run and MLFLOW_RUN_ID are per process: one cell at a time per worker process,
+# even if a worker was started with several threads.
+_ONE_CELL_AT_A_TIME = threading.Lock()
+
+
+class SchedulerError(BenchError):
+    """The Dask scheduler cannot be reached, or a cell's workers kept dying."""
+
+
+def execute_cell(cell: dict, runtime: dict) -> dict:
+    """Run one grid cell and return its result as plain data.
+
+    The one place that turns a cell (``RunConfig`` keyword arguments) into a run, locally or on a
+    Dask worker; adapt it here when the configuration object changes.
+    """
+    from .runner import RunConfig, Runtime, run
+
+    return asdict(run(RunConfig(**cell), Runtime(**runtime)))
+
+
+def cell_title(cell: dict) -> str:
+    from .runner import RunConfig
+
+    config = RunConfig(**cell)
+    return f"{config.model} / {config.resolved_features()} / {config.protocol}"
+
+
+def mark_dead_attempts(client, experiment_id: str, cell_id: str, reason: str = WORKER_DIED) -> list[str]:
+    """Set every RUNNING run of ``cell_id`` (and their RUNNING fold runs) to FAILED; returns their ids."""
+    dead = client.search_runs([experiment_id], f"tags.{CELL_TAG} = '{cell_id}' and attributes.status = 'RUNNING'")
+    marked = []
+    for run in dead:
+        children = client.search_runs([experiment_id], f"tags.mlflow.parentRunId = '{run.info.run_id}' "
+                                                       "and attributes.status = 'RUNNING'")
+        for stale in [*children, run]:
+            client.set_tag(stale.info.run_id, "error", reason)
+            client.set_terminated(stale.info.run_id, status="FAILED")
+            marked.append(stale.info.run_id)
+    return marked
+
+
+def run_cell_attempt(cell_id: str, grid_id: str, cell: dict, runtime: dict) -> dict:
+    """A Dask task: open this attempt's tagged run, fail the dead attempts' runs, run the cell.
+
+    A ``BenchError`` (bad input) is returned as ``{"error": ...}``, not raised: it is not a worker
+    fault, so Dask must not retry it, and the grid goes on with the other cells.
+    """
+    from mlflow import MlflowClient
+
+    from . import tracking
+
+    with _ONE_CELL_AT_A_TIME:
+        experiment_id = tracking.use_store(runtime.get("tracking_uri"), runtime.get("experiment", "ser-bench"))
+        client = MlflowClient(tracking.resolve_tracking_uri(runtime.get("tracking_uri")))
+        mark_dead_attempts(client, experiment_id, cell_id)
+        attempt = 1 + len(client.search_runs([experiment_id], f"tags.{CELL_TAG} = '{cell_id}'"))
+        name = runtime.get("run_name") or cell_title(cell).replace(" / ", "-")
+        opened = client.create_run(experiment_id, run_name=name, tags={
+            CELL_TAG: cell_id, GRID_TAG: grid_id, ATTEMPT_TAG: str(attempt), "dask_worker": _worker_name()})
+        os.environ["MLFLOW_RUN_ID"] = opened.info.run_id  # the runner resumes it (tracking.project_run_id)
+        try:
+            return execute_cell(cell, {**runtime, "progress": False})
+        except BenchError as exc:
+            return {"error": str(exc), "run_id": opened.info.run_id}
+        finally:
+            os.environ.pop("MLFLOW_RUN_ID", None)
+
+
+def _worker_name() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().name)
+    except (ImportError, ValueError):
+        return "local"
+
+
+def run_grid_on_dask(cells: list[dict], runtime: dict, scheduler: str,
+                     on_result: Callable[[int, dict], None] | None = None, timeout: float = 30) -> list[dict]:
+    """Submit every cell to the cluster at ``scheduler``; results in cell order as they arrive.
+
+    ``on_result(index, result)`` is called as each cell finishes. A cell whose workers kept dying
+    (``KilledWorker``) comes back as ``{"error": ...}``, its runs marked FAILED.
+    """
+    try:
+        from distributed import Client, as_completed
+        from distributed.scheduler import KilledWorker
+    except ImportError:
+        raise SchedulerError("--scheduler needs dask distributed: pip install 'dask[distributed]'") from None
+    try:
+        client = Client(scheduler, timeout=timeout)
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc}); start it with "
+                             f"`dask scheduler --host HOST` and workers with `dask worker {scheduler}`") from None
+    grid_id = uuid.uuid4().hex[:12]
+    results: list[dict[str, Any]] = [{} for _ in cells]
+    with client:
+        futures = {client.submit(run_cell_attempt, f"{grid_id}-{index:04d}", grid_id, cell, runtime,
+                                 key=f"cell-{grid_id}-{index:04d}", pure=False): index
+                   for index, cell in enumerate(cells)}
+        for future in as_completed(futures):
+            index = futures[future]
+            try:
+                results[index] = future.result()
+            except KilledWorker as exc:
+                results[index] = {"error": f"workers kept dying while running this cell ({exc})"}
+            except BenchError as exc:
+                results[index] = {"error": str(exc)}
+            if on_result:
+                on_result(index, results[index])
+    _fail_leftovers(runtime, grid_id)
+    return results
+
+
+def _fail_leftovers(runtime: dict, grid_id: str) -> None:
+    """After the grid: any run of it still RUNNING belongs to an attempt that died for good."""
+    from mlflow import MlflowClient
+
+    from . import tracking
+
+    experiment_id = tracking.use_store(runtime.get("tracking_uri"), runtime.get("experiment", "ser-bench"))
+    client = MlflowClient(tracking.resolve_tracking_uri(runtime.get("tracking_uri")))
+    for run in client.search_runs([experiment_id], f"tags.{GRID_TAG} = '{grid_id}' and attributes.status = 'RUNNING'"):
+        mark_dead_attempts(client, experiment_id, run.data.tags[CELL_TAG])
+
+
+def run_grid_command(cells: list[dict], runtime: dict, scheduler: str, tuned, print_summary) -> None:
+    """``bench run --scheduler``: submit the grid, print each cell's table as it finishes, count failures."""
+    from rich.console import Console
+
+    from .runner import RunResult
+
+    if tuned is not None:
+        raise BenchError("--params-from cannot be combined with --scheduler yet; run the tuned grid without it")
+    if runtime.get("register"):
+        raise BenchError("--register cannot be combined with --scheduler (cells would race for model versions); "
+                         "register the best run's model afterwards")
+    err = Console(stderr=True)
+    err.print(f"{len(cells)} cells -> Dask scheduler {scheduler}", highlight=False)
+    failures = 0
+
+    def show(index: int, result: dict) -> None:
+        nonlocal failures
+        title = f"[{index + 1}/{len(cells)}] {cell_title(cells[index])}"
+        if "error" in result:
+            failures += 1
+            err.print(f"[bold red]error[/] in {title}: {result['error']}", highlight=False, soft_wrap=True)
+        else:
+            print_summary(RunResult(**result), title)
+
+    run_grid_on_dask(cells, runtime, scheduler, on_result=show)
+    if failures:
+        raise BenchError(f"{failures} of {len(cells)} runs failed; see the messages above (their runs are FAILED in MLflow)")
