@@ -137,6 +137,7 @@ class DaskCluster:
     def __init__(self, root: Path, workers: int = 2, env: dict | None = None):
         self.port = free_port()
         self.address = f"tcp://127.0.0.1:{self.port}"
+        root.mkdir(parents=True, exist_ok=True)
         self.root, self.env = root, {"DASK_DISTRIBUTED__WORKER__DAEMON": "False", **(env or {})}
         dask = Path(sys.executable).parent / "dask"
         self.scheduler_log = root / "scheduler.log"
