@@ -119,6 +119,7 @@ def run_grid_on_dask(cells: list[dict], runtime: dict, scheduler: str,
     except (OSError, TimeoutError) as exc:
         raise SchedulerError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc}); start it with "
                              f"`dask scheduler --host HOST` and workers with `dask worker {scheduler}`") from None
+    prepare_store(runtime)
     grid_id = uuid.uuid4().hex[:12]
     results: list[dict[str, Any]] = [{} for _ in cells]
     with client:
@@ -137,6 +138,14 @@ def run_grid_on_dask(cells: list[dict], runtime: dict, scheduler: str,
                 on_result(index, results[index])
     _fail_leftovers(runtime, grid_id)
     return results
+
+
+def prepare_store(runtime: dict) -> str:
+    """Create the store's schema and the experiment once, here, before workers race to (sqlite
+    migrations run by two processes at once leave a broken schema behind)."""
+    from . import tracking
+
+    return tracking.use_store(runtime.get("tracking_uri"), runtime.get("experiment", "ser-bench"))
 
 
 def _fail_leftovers(runtime: dict, grid_id: str) -> None:
