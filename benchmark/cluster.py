@@ -71,6 +71,7 @@ def measure_speedup(cells: list[dict], runtime: dict, workers: int = 2, repeat: 
     from distributed import Client, LocalCluster, as_completed
 
     dask.config.set({"distributed.worker.daemon": False})  # feature sets that need their own process
+    logging.getLogger("distributed").setLevel(logging.WARNING)
     runtime = {**runtime, "progress": False}
     if not runtime.get("tracking_uri"):
         runtime["tracking_uri"] = f"sqlite:///{tempfile.mkdtemp(prefix='ser-bench-speedup-')}/mlflow.db"

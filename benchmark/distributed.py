@@ -18,6 +18,7 @@ import os
 import threading
 import uuid
 from dataclasses import asdict
+from pathlib import Path
 from typing import Any, Callable
 
 from .errors import BenchError
@@ -171,6 +172,9 @@ def run_grid_command(cells: list[dict], runtime: dict, scheduler: str, tuned, pr
     if runtime.get("register"):
         raise BenchError("--register cannot be combined with --scheduler (cells would race for model versions); "
                          "register the best run's model afterwards")
+    # workers resolve paths in their own working folder: hand them absolute ones (same paths everywhere)
+    runtime = {**runtime, **{key: str(Path(runtime[key]).resolve()) for key in ("data_dir", "cache_dir")
+                             if runtime.get(key)}}
     err = Console(stderr=True)
     err.print(f"{len(cells)} cells -> Dask scheduler {scheduler}", highlight=False)
     failures = 0
