@@ -104,10 +104,11 @@ def _worker_name() -> str:
 
 
 def run_grid_on_dask(cells: list[dict], runtime: dict, scheduler: str,
-                     on_result: Callable[[int, dict], None] | None = None, timeout: float = 30) -> list[dict]:
+                     on_result: Callable[[int, dict], None] | None = None, timeout: float | None = None) -> list[dict]:
     """Submit every cell to the cluster at ``scheduler``; results in cell order as they arrive.
 
-    ``on_result(index, result)`` is called as each cell finishes. A cell whose workers kept dying
+    ``on_result(index, result)`` is called as each cell finishes. ``timeout`` (s) to reach the
+    scheduler defaults to Dask's ``distributed.comm.timeouts.connect``. A cell whose workers kept dying
     (``KilledWorker``) comes back as ``{"error": ...}``, its runs marked FAILED.
     """
     try:
@@ -116,7 +117,7 @@ def run_grid_on_dask(cells: list[dict], runtime: dict, scheduler: str,
     except ImportError:
         raise SchedulerError("--scheduler needs dask distributed: pip install 'dask[distributed]'") from None
     try:
-        client = Client(scheduler, timeout=timeout)
+        client = Client(scheduler, **({"timeout": timeout} if timeout else {}))
     except (OSError, TimeoutError) as exc:
         raise SchedulerError(f"--scheduler {scheduler}: cannot reach the Dask scheduler ({exc}); start it with "
                              f"`dask scheduler --host HOST` and workers with `dask worker {scheduler}`") from None
@@ -137,7 +138,7 @@ def run_grid_on_dask(cells: list[dict], runtime: dict, scheduler: str,
                 results[index] = {"error": str(exc)}
             if on_result:
                 on_result(index, results[index])
-    _fail_leftovers(runtime, grid_id)
+    _fail_leftovers(runtime, grid_id, accepted={r["run_id"] for r in results if r.get("run_id")})
     return results
 
 
@@ -149,16 +150,22 @@ def prepare_store(runtime: dict) -> str:
     return tracking.use_store(runtime.get("tracking_uri"), runtime.get("experiment", "ser-bench"))
 
 
-def _fail_leftovers(runtime: dict, grid_id: str) -> None:
-    """After the grid: any run of it still RUNNING belongs to an attempt that died for good."""
+def _fail_leftovers(runtime: dict, grid_id: str, accepted: set[str]) -> None:
+    """After the grid: a run still RUNNING belongs to an attempt that died for good; a FINISHED run
+    whose result Dask did not accept came from a worker the scheduler had already given up on
+    (e.g. one that stopped answering but kept computing): FAILED too, so one run per cell stands."""
     from mlflow import MlflowClient
 
     from . import tracking
 
     experiment_id = tracking.use_store(runtime.get("tracking_uri"), runtime.get("experiment", "ser-bench"))
     client = MlflowClient(tracking.resolve_tracking_uri(runtime.get("tracking_uri")))
-    for run in client.search_runs([experiment_id], f"tags.{GRID_TAG} = '{grid_id}' and attributes.status = 'RUNNING'"):
-        mark_dead_attempts(client, experiment_id, run.data.tags[CELL_TAG])
+    for run in client.search_runs([experiment_id], f"tags.{GRID_TAG} = '{grid_id}'", max_results=50_000):
+        if run.info.status == "RUNNING":
+            mark_dead_attempts(client, experiment_id, run.data.tags[CELL_TAG])
+        elif run.info.status == "FINISHED" and run.info.run_id not in accepted:
+            client.set_tag(run.info.run_id, "error", "superseded: Dask accepted another attempt of this cell")
+            client.set_terminated(run.info.run_id, status="FAILED")
 
 
 def run_grid_command(cells: list[dict], runtime: dict, scheduler: str, tuned, print_summary) -> None:

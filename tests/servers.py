@@ -45,7 +45,7 @@ def start(command: list[str], log: Path, env: dict | None = None) -> subprocess.
                             env={**os.environ, **(env or {})}, start_new_session=True)
 
 
-def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, wait: float = 15) -> None:
+def stop(process: subprocess.Popen, sig: int = signal.SIGTERM, wait: float = 5) -> None:
     if process.poll() is not None:
         return
     try:

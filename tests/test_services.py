@@ -80,9 +80,11 @@ def grid(manifest, tmp_path) -> Path:
     return path
 
 
-@pytest.fixture
-def cluster(tmp_path):
-    workers = DaskCluster(tmp_path / "dask", workers=2, env={"SER_BENCH_CACHE": str(tmp_path / "worker-cache")})
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    """One cluster for the module's grid tests; the kill test, which runs last, takes w1 down."""
+    root = tmp_path_factory.mktemp("dask")
+    workers = DaskCluster(root, workers=2, env={"SER_BENCH_CACHE": str(root / "worker-cache")})
     yield workers
     workers.close()
 
@@ -146,6 +148,8 @@ def test_grid_on_two_dask_workers_equals_the_local_grid(mlflow_server, cluster, 
 
 def test_a_worker_killed_mid_grid_has_its_cell_rerun_and_its_run_failed(mlflow_server, cluster, grid, tmp_path):
     from mlflow import MlflowClient
+
+    assert cluster.n_workers() == 2
 
     experiment = "grid-killed"
     grid_run = subprocess.Popen([BENCH, "run", "--experiment", str(grid), "--scheduler", cluster.address,
