@@ -89,9 +89,21 @@ def run_cell_attempt(cell_id: str, grid_id: str, cell: dict, runtime: dict) -> d
         try:
             return execute_cell(cell, {**runtime, "progress": False})
         except BenchError as exc:
+            close_failed(client, opened.info.run_id, str(exc))
             return {"error": str(exc), "run_id": opened.info.run_id}
+        except Exception as exc:
+            close_failed(client, opened.info.run_id, f"{type(exc).__name__}: {exc}")
+            raise
         finally:
             os.environ.pop("MLFLOW_RUN_ID", None)
+
+
+def close_failed(client, run_id: str, message: str) -> None:
+    """A cell that failed before the runner opened its run (bad input is caught before any run
+    starts) leaves this attempt's run RUNNING: close it FAILED with the error."""
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_tag(run_id, "error", message.splitlines()[0][:5000] if message else "failed")
+        client.set_terminated(run_id, status="FAILED")
 
 
 def _worker_name() -> str:
@@ -136,6 +148,9 @@ def run_grid_on_dask(cells: list[dict], runtime: dict, scheduler: str,
                 results[index] = {"error": f"workers kept dying while running this cell ({exc})"}
             except BenchError as exc:
                 results[index] = {"error": str(exc)}
+            except Exception as exc:  # a bug in a cell: report it, keep the other cells
+                message = str(exc).splitlines()[0] if str(exc) else ""
+                results[index] = {"error": f"{type(exc).__name__}: {message}"}
             if on_result:
                 on_result(index, results[index])
     _fail_leftovers(runtime, grid_id, accepted={r["run_id"] for r in results if r.get("run_id")})

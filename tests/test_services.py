@@ -146,6 +146,23 @@ def test_grid_on_two_dask_workers_equals_the_local_grid(mlflow_server, cluster, 
             assert on_dask[c][metric] == pytest.approx(here[c][metric], abs=1e-9), (c, metric)
 
 
+def test_a_bad_cell_fails_alone_with_its_error(mlflow_server, cluster, manifest, tmp_path):
+    grid = tmp_path / "bad.yaml"
+    grid.write_text(yaml.safe_dump({
+        "name": "grid-bad-cell",
+        "base": {"model": "svm", "features": "handcrafted36", "corpus": f"folder:{manifest}", "final_model": False},
+        "grid": {"classes": ["all", "anger,boredom"]},  # no boredom in the corpus: one cell cannot run
+    }))
+    done = subprocess.run([BENCH, "run", "--experiment", str(grid), "--scheduler", cluster.address,
+                           "--tracking-uri", mlflow_server.uri], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and "1 of 2 runs failed" in done.stderr and "Traceback" not in done.stderr, done.stderr
+    runs = top_level_runs(mlflow_server.uri, "grid-bad-cell")
+    assert sorted(r.info.status for r in runs) == ["FAILED", "FINISHED"]  # no retry of a bad cell
+    (bad,) = [r for r in runs if r.info.status == "FAILED"]
+    assert "boredom" in bad.data.tags["error"] and "worker died" not in bad.data.tags["error"]
+
+
 def test_a_worker_killed_mid_grid_has_its_cell_rerun_and_its_run_failed(mlflow_server, cluster, grid, tmp_path):
     from mlflow import MlflowClient
 
