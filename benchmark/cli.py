@@ -305,6 +305,7 @@ def run_command(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="(default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"),
     params_from: Optional[str] = typer.Option(None, "--params-from", help="Use the best parameters of this Optuna study."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage of --params-from (sqlite:///optuna.db)."),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help="Dask scheduler (tcp://HOST:8786): every cell a task on the cluster."),
 ):
     """Train and evaluate a model under a protocol; log everything to MLflow."""
     from .config import resolve
@@ -330,6 +331,13 @@ def run_command(
 
         tuned = load_tuned(params_from, storage)
     failures = 0
+    if scheduler:  # issue 12: every cell a task on a Dask cluster (benchmark/distributed.py)
+        from .distributed import run_grid_command
+
+        run_grid_command(cells, dict(data_dir=str(data_dir) if data_dir else None, cache_dir=str(cache_dir) if cache_dir
+                                     else None, jobs=jobs, tracking_uri=tracking_uri, experiment=mlflow_experiment,
+                                     run_name=run_name, register=register), scheduler, tuned, print_summary)
+        return
     for number, cell in enumerate(cells, start=1):
         title = (f"[{number}/{len(cells)}] " if len(cells) > 1 else "") + \
             " / ".join(str(cell.get(k, "-")) for k in ("model", "features", "protocol"))
@@ -460,6 +468,9 @@ def ui_command(
     from .tracking import artifact_root_for, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
+    if uri.startswith(("http://", "https://")):  # a tracking server already serves its own UI
+        console.print(f"{uri} is an MLflow tracking server: its UI is at {uri} (nothing to start)")
+        return
     command = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri, "--host", "127.0.0.1",
                "--port", str(port)]
     if artifact_root_for(uri):
@@ -468,6 +479,45 @@ def ui_command(
     from .lifecycle import run_process_group
 
     raise typer.Exit(run_process_group(command))  # stopping bench ui stops mlflow and all its workers
+
+
+cluster_app = typer.Typer(help="Measure grids on a Dask cluster (docs/cluster.md).", no_args_is_help=True)
+app.add_typer(cluster_app, name="cluster")
+
+
+@cluster_app.command("speedup")
+@friendly_errors
+def cluster_speedup(
+    experiment: Path = typer.Option(Path("experiments/cluster_speedup.yaml"), "--experiment", help="The grid to time."),
+    workers: int = typer.Option(2, "--workers", min=2, help="Workers of the parallel pass (vs 1)."),
+    repeat: int = typer.Option(1, "--repeat", min=1, help="Rounds of (1 worker, N workers), order alternating."),
+    data_dir: Optional[Path] = DataDir,
+    cache_dir: Optional[Path] = CacheDir,
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="(default: a temporary sqlite store)"),
+):
+    """Time a grid on 1 vs N local Dask workers in one run; project 10 and 100 machines on paper."""
+    from .cluster import makespan, measure_speedup
+    from .experiments import load_experiment
+
+    spec = load_experiment(experiment)
+    runtime = dict(data_dir=str(data_dir) if data_dir else None, cache_dir=str(cache_dir) if cache_dir else None,
+                   jobs=1, tracking_uri=tracking_uri, experiment=f"{spec.name}-speedup")
+    result = measure_speedup(spec.cells, runtime, workers, repeat, say=lambda line: console.print(line, highlight=False))
+    table = Table("workers", "wall s (all rounds)", "failed cells", title=f"{spec.name}: {len(spec.cells)} cells")
+    for n in (1, workers):
+        table.add_row(str(n), f"{result.wall(n):.1f}", str(sum(p.failed for p in result.passes if p.workers == n)))
+    console.print(table)
+    cell_s = result.cell_times()
+    console.print(f"measured speed-up 1 -> {workers} workers: [bold]{result.ratio:.2f}x[/] "
+                  f"(per round: {', '.join(f'{p.workers}w {p.wall_s:.1f} s' for p in result.passes)})")
+    console.print(f"per-cell seconds on 1 worker: min {min(cell_s):.2f}, mean {sum(cell_s) / len(cell_s):.2f}, "
+                  f"max {max(cell_s):.2f}, sum {sum(cell_s):.1f}")
+    for machines in (10, 100):
+        for scale in (1, 100):
+            cells = cell_s * scale
+            console.print(f"paper projection, {machines} machines x 1 worker, {len(cells)} such cells: "
+                          f"{makespan(cells, machines):.1f} s vs {sum(cells):.1f} s on one "
+                          f"({sum(cells) / makespan(cells, machines):.1f}x; LPT, no transfer or start-up costs)")
 
 
 def main() -> None:  # pragma: no cover - console entry point
