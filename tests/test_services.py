@@ -100,7 +100,7 @@ def top_level_runs(uri: str, experiment: str) -> list:
 
 
 def by_c(runs) -> dict[float, dict]:
-    return {float(r.data.params["model_params.C"]): r.data.metrics for r in runs}
+    return {float(r.data.params["model.C"]): r.data.metrics for r in runs}
 
 
 def test_run_report_predict_and_ui_against_the_tracking_server(mlflow_server, manifest, tmp_path):
@@ -191,7 +191,7 @@ def test_a_worker_killed_mid_grid_has_its_cell_rerun_and_its_run_failed(mlflow_s
 
     runs = top_level_runs(mlflow_server.uri, experiment)
     finished = [r for r in runs if r.info.status == "FINISHED"]
-    assert sorted(float(r.data.params["model_params.C"]) for r in finished) == [c["C"] for c in CELLS]  # one each
+    assert sorted(float(r.data.params["model.C"]) for r in finished) == [c["C"] for c in CELLS]  # one each
     killed = client.get_run(victim)
     assert killed.info.status == "FAILED" and "worker died" in killed.data.tags["error"]
     assert all(r.info.status == "FAILED" for r in runs if r not in finished)
