@@ -20,7 +20,7 @@ from .corpora.base import fingerprint
 from .errors import BenchError
 from .features import get_feature_set
 from .features.extract import extract_features
-from .features.functionals import utterance_vector
+from .features.functionals import parts_needed, utterance_vector
 from .metrics import classification_metrics, uar_interval
 from .models import MODELS, get_model
 from .protocols import Fold, ProtocolConfig, get_protocol
@@ -195,7 +195,8 @@ class Inputs:
 def build_inputs(config: RunConfig, runtime: Runtime, feature_set, protocol, data) -> Inputs:
     """Extract (or load from cache) features; drop unreadable files; map the folds onto what is left."""
     extraction = extract_features([(f"{u.id}@{u.corpus}", u.path) for u in data.utterances], feature_set,
-                                  cache_dir=runtime.cache_dir, jobs=runtime.jobs, progress=runtime.progress)
+                                  cache_dir=runtime.cache_dir, jobs=runtime.jobs, progress=runtime.progress,
+                                  parts=parts_needed(MODELS.lookup(config.model).input_kind, feature_set))
     keep = np.array([f"{u.id}@{u.corpus}" in extraction.features for u in data.utterances])
     if not keep.any():
         raise BenchError("no utterance could be read: " + next(iter(extraction.failed.values()), ""))

@@ -13,6 +13,7 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass, fields, replace
 from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Collection
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -45,6 +46,9 @@ class FeatureSet(ABC):
     libraries: ClassVar[tuple[str, ...]] = ("numpy", "scipy")
     # Extract in a worker process even for one file (a native library that clashes with others).
     needs_own_process: ClassVar[bool] = False
+    # The arrays ``extract`` returns. A set that declares several can compute each alone (cheaper)
+    # and then takes ``extract(signal, parts=...)``; the batch extractor only asks for a subset then.
+    parts: ClassVar[tuple[str, ...]] = ("frames",)
 
     def __init__(self, config: FeatureConfig | None = None, **overrides: Any):
         base = config if config is not None else self.config_class()
@@ -64,8 +68,11 @@ class FeatureSet(ABC):
         """Names of the columns of ``frames`` (or of ``functionals`` for utterance-level sets)."""
 
     @abstractmethod
-    def extract(self, signal: np.ndarray) -> dict[str, np.ndarray]:
-        """Features of one mono float32 16 kHz signal."""
+    def extract(self, signal: np.ndarray, parts: Collection[str] | None = None) -> dict[str, np.ndarray]:
+        """Features of one mono float32 16 kHz signal: ``parts`` of them (None: all of ``self.parts``).
+
+        Only sets that declare several ``parts`` need to honour the argument.
+        """
 
     def describe(self) -> dict[str, Any]:
         """Everything that determines the numbers: name, config, library versions."""

@@ -1,8 +1,14 @@
-"""Batch extraction over a corpus: parallel over cores, cached, with a progress bar.
+"""Batch extraction over a corpus: parallel over cores, cached, with progress a log file can read.
 
 Bad files are skipped and counted (with a one-line reason each) instead of stopping the batch;
 every file that succeeds is written to the cache as soon as it is done, so an interrupted or
 failing batch loses nothing already computed.
+
+``parts`` says which arrays the caller needs (``("functionals",)`` for a vector model on eGeMAPS,
+``("frames",)`` for a sequence model); a set that declares several parts then computes only
+those. The cache key does not depend on ``parts``: a cached entry is used only if it holds every
+part asked for, else the missing parts are computed and merged into the entry, so a
+functionals-only entry is never served to a run that needs frames.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+from collections.abc import Collection
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +26,7 @@ import numpy as np
 from ..audio import load_audio
 from ..errors import BenchError
 from ..paths import cache_root
+from ..progress import progress as progress_lines
 from .base import FeatureSet
 from .cache import FeatureCache, content_hash
 
@@ -40,20 +48,30 @@ class ExtractionResult:
                 f"{len(self.failed)} skipped")
 
 
-def features_of_file(path: Path, feature_set: FeatureSet, cache: FeatureCache | None):
+def wanted_parts(feature_set: FeatureSet, parts: Collection[str] | None) -> tuple[str, ...] | None:
+    """The parts to ask ``feature_set`` for: None (everything) unless it can compute them apart."""
+    if parts is None or len(feature_set.parts) < 2:
+        return None
+    return tuple(part for part in feature_set.parts if part in parts) or None
+
+
+def features_of_file(path: Path, feature_set: FeatureSet, cache: FeatureCache | None,
+                     parts: Collection[str] | None = None):
     """(status, arrays|None, message): status is 'cached', 'computed' or 'failed'."""
     try:
         digest = content_hash(path)
-        if cache is not None:
-            hit = cache.load(digest)
-            if hit is not None:
-                return "cached", hit, ""
-        arrays = feature_set.extract(load_audio(path))
+        wanted = wanted_parts(feature_set, parts)
+        required = wanted or (feature_set.parts if len(feature_set.parts) > 1 else ())
+        hit = cache.load(digest) if cache is not None else None
+        if hit is not None and all(part in hit for part in required):
+            return "cached", hit, ""
+        signal = load_audio(path)
+        arrays = feature_set.extract(signal) if wanted is None else feature_set.extract(signal, parts=wanted)
         for name, values in arrays.items():
             if not np.all(np.isfinite(values)):
                 raise BenchError(f"{path}: {feature_set.name} produced non-finite {name}; check the audio")
         if cache is not None:
-            cache.save(digest, arrays)
+            cache.save(digest, {**(hit or {}), **arrays})  # keep parts cached earlier for other runs
         return "computed", arrays, ""
     except BenchError as exc:
         return "failed", None, str(exc)
@@ -66,18 +84,19 @@ def features_of_file(path: Path, feature_set: FeatureSet, cache: FeatureCache | 
 _WORKER: dict = {}
 
 
-def _init_worker(name: str, config, cache_dir: str | None) -> None:
+def _init_worker(name: str, config, cache_dir: str | None, parts: tuple[str, ...] | None = None) -> None:
     from ..features import get_feature_set
 
     feature_set = get_feature_set(name)
     feature_set.config = config
     _WORKER["set"] = feature_set
     _WORKER["cache"] = FeatureCache(cache_dir, feature_set) if cache_dir else None
+    _WORKER["parts"] = parts
 
 
 def _work(item: tuple[str, str]):
     uid, path = item
-    return (uid, *features_of_file(Path(path), _WORKER["set"], _WORKER["cache"]))
+    return (uid, *features_of_file(Path(path), _WORKER["set"], _WORKER["cache"], _WORKER["parts"]))
 
 
 def default_jobs() -> int:
@@ -91,8 +110,12 @@ def extract_features(
     use_cache: bool = True,
     jobs: int | None = None,
     progress: bool = True,
+    parts: Collection[str] | None = None,
 ) -> ExtractionResult:
-    """Features of ``items`` = [(utterance id, audio path)], in parallel, via the cache."""
+    """Features of ``items`` = [(utterance id, audio path)], in parallel, via the cache.
+
+    ``parts``: the arrays the caller needs (None: all the set gives); see the module docstring.
+    """
     root = cache_root(cache_dir) if use_cache else None
     cache = FeatureCache(root, feature_set) if root else None
     result = ExtractionResult(cache_key=cache.key if cache else "")
@@ -109,18 +132,15 @@ def extract_features(
         else:
             result.computed += 1
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-    with Progress(*columns, disable=not progress, transient=True) as bar:
-        task = bar.add_task(f"{feature_set.name}", total=len(items))
+    parts = tuple(parts) if parts is not None else None
+    with progress_lines(len(items), feature_set.name, enabled=progress) as advance:
         if (jobs == 1 or len(items) < 2) and not feature_set.needs_own_process:
             for uid, path in items:
-                record(uid, *features_of_file(Path(path), feature_set, cache))
-                bar.advance(task)
+                record(uid, *features_of_file(Path(path), feature_set, cache, parts))
+                advance()
         else:
             method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
-            init = (feature_set.name, feature_set.config, str(root) if root else None)
+            init = (feature_set.name, feature_set.config, str(root) if root else None, parts)
             with ProcessPoolExecutor(
                 max_workers=max(1, min(jobs, len(items))), mp_context=multiprocessing.get_context(method),
                 initializer=_init_worker, initargs=init,
@@ -128,5 +148,5 @@ def extract_features(
                 futures = [pool.submit(_work, (uid, str(path))) for uid, path in items]
                 for future in as_completed(futures):
                     record(*future.result())
-                    bar.advance(task)
+                    advance()
     return result
