@@ -89,60 +89,76 @@ def chroma_matrix(sr: int, num_fft: int) -> np.ndarray:
     return matrix
 
 
-def block_entropy(squares: np.ndarray) -> np.ndarray:
+def block_entropy(squares: np.ndarray, total: np.ndarray | None = None) -> np.ndarray:
     """Entropy of the energy spread over 10 equal consecutive blocks of each row (of squares)."""
-    total = np.sum(squares, axis=1, keepdims=True)
+    total = np.sum(squares, axis=1) if total is None else total
     length = squares.shape[1] // N_BLOCKS
     blocks = squares[:, : length * N_BLOCKS].reshape(squares.shape[0], N_BLOCKS, length)
-    share = np.sum(blocks, axis=2) / (total + EPS)
-    return -np.sum(share * np.log2(share + EPS), axis=1)
+    share = np.sum(blocks, axis=2)
+    share /= (total + EPS)[:, None]
+    return -np.einsum("ij,ij->i", share, np.log2(share + EPS))
+
+
+def sign_changes(rows: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``abs(diff(sign(rows)))`` as int8: the same integers as the float version, in an eighth of the memory."""
+    signs = (rows > 0).view(np.int8) - (rows < 0).view(np.int8)
+    return np.abs(np.diff(signs, axis=axis))
 
 
 def zero_crossing_rate(rows: np.ndarray) -> np.ndarray:
-    return np.sum(np.abs(np.diff(np.sign(rows), axis=1)), axis=1) / 2 / (rows.shape[1] - 1.0)
+    return np.sum(sign_changes(rows), axis=1, dtype=np.int64) / 2 / (rows.shape[1] - 1.0)
 
 
 def framed_zero_crossing_rate(x: np.ndarray, window: int, step: int, n_frames: int) -> np.ndarray:
     """ZCR of every frame from one pass over the signal (frames overlap, so this halves the work)."""
-    changes = np.concatenate([[0.0], np.cumsum(np.abs(np.diff(np.sign(x))))])
+    changes = np.zeros(x.shape[0], dtype=np.int32)
+    np.cumsum(sign_changes(x), out=changes[1:], dtype=np.int32)
     starts = np.arange(n_frames) * step
     return (changes[starts + window - 1] - changes[starts]) / 2 / (window - 1.0)
 
 
-def harmonic_ratio_f0(frames: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarray]:
+def harmonic_ratio_f0(frames: np.ndarray, sr: int, squares: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Harmonic ratio and F0 per frame, pyAudioAnalysis' ``harmonic`` for all frames at once.
 
     The autocorrelation is normalised by the energy of the overlapping part; lags start at the
     first zero crossing of the autocorrelation; frames whose normalised autocorrelation is noisy
-    (ZCR > 0.15) or weakly periodic (ratio < 0.1) are unvoiced: F0 = 0.
+    (ZCR > 0.15) or weakly periodic (ratio < 0.1) are unvoiced: F0 = 0. ``squares`` (frames**2)
+    may be passed when the caller has it already.
     """
     n_frames, width = frames.shape
     max_lag = int(np.round(0.016 * sr) - 1)
     if max_lag > width - 2:
         max_lag = width - 3
+    if max_lag <= 0:
+        return np.ones(n_frames), np.zeros(n_frames)
     # Only lags 1..max_lag+1 matter (a zero crossing further out leaves gamma all zero), so the
     # FFT needs padding to width + max_lag + 1 rather than 2 * width to avoid circular wrap-around.
     # The power spectrum is real and even, so its inverse FFT is a DCT-I (about 3x faster).
     size = next_fast_len(width + max_lag + 2, real=True)
     size += size % 2
-    padded = np.zeros((n_frames, size))
-    padded[:, :width] = frames
-    spectrum = rfft(padded, axis=1, overwrite_x=True)
-    autocorr = dct(spectrum.real**2 + spectrum.imag**2, type=1, axis=1) / size
-    lag0 = autocorr[:, 0]
-    r = autocorr[:, 1 : max_lag + 2]
-    changes = np.diff(np.sign(r), axis=1) != 0
+    spectrum = rfft(frames, n=size, axis=1)
+    power = np.square(spectrum.real)
+    power += np.square(spectrum.imag)
+    autocorr = dct(power, type=1, axis=1, overwrite_x=True)[:, : max_lag + 2] / size
+    lag0, r = autocorr[:, 0], autocorr[:, 1:]
+    changes = sign_changes(r) != 0
     first_zero = np.where(changes.any(axis=1), np.argmax(changes, axis=1), width - 3)
+    # gamma[l] = r[l] / sqrt(lag0 * energy[max_lag + first_zero - l]) for l >= first_zero, else 0
     lags = np.arange(max_lag)
-    valid = lags[None, :] >= first_zero[:, None]
-    energy_index = np.clip(max_lag + first_zero[:, None] - lags[None, :], 0, max_lag)
-    cumulative = np.cumsum(frames[:, : max_lag + 1] ** 2, axis=1)
-    denominator = np.sqrt(lag0[:, None] * np.take_along_axis(cumulative, energy_index, axis=1)) + EPS
-    gamma = np.where(valid, r[:, :max_lag] / denominator, 0.0)
-    if max_lag == 0:
-        return np.ones(n_frames), np.zeros(n_frames)
-    ratio = gamma.max(axis=1)
-    f0 = sr / (np.argmax(gamma, axis=1) + EPS)
+    energy_index = np.minimum(max_lag + first_zero, 2 * max_lag)[:, None] - lags
+    squares = frames[:, : max_lag + 1] ** 2 if squares is None else squares[:, : max_lag + 1]
+    energy = np.zeros((n_frames, 2 * max_lag + 1))
+    np.cumsum(squares, axis=1, out=energy[:, : max_lag + 1])
+    energy[:, max_lag + 1 :] = energy[:, max_lag : max_lag + 1]  # indices past max_lag are masked anyway
+    denominator = np.take_along_axis(energy, energy_index, axis=1)
+    denominator *= lag0[:, None]
+    np.sqrt(denominator, out=denominator)
+    denominator += EPS
+    gamma = np.divide(r[:, :max_lag], denominator, out=denominator)
+    gamma[lags[None, :] < first_zero[:, None]] = 0.0
+    best = np.argmax(gamma, axis=1)
+    ratio = gamma[np.arange(n_frames), best]
+    f0 = sr / (best + EPS)
     f0[(f0 > 5000) | (ratio < 0.1)] = 0.0
     noisy = zero_crossing_rate(gamma) > 0.15
     ratio[noisy] = 0.0
@@ -150,47 +166,76 @@ def harmonic_ratio_f0(frames: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarr
     return ratio, f0
 
 
+@lru_cache(maxsize=8)
+def _spectral_constants(sr: int, num_fft: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    bin_hz = np.arange(1, num_fft + 1) * (sr / (2.0 * num_fft))
+    return bin_hz, np.ascontiguousarray(mfcc_filterbank(sr, num_fft).T), chroma_matrix(sr, num_fft)
+
+
 def short_term_features(signal: np.ndarray, sr: int, window: int, step: int) -> np.ndarray:
-    """(n_frames, 36) features of ``signal`` (float in [-1, 1]); see the module docstring."""
-    x = np.asarray(signal, dtype=np.float64)
-    x = x - x.mean()
-    x = x / (np.abs(x).max() + 1e-10)
+    """(n_frames, 36) features of ``signal`` (float in [-1, 1]); see the module docstring.
+
+    Written for few passes over memory: intermediate arrays are reused in place and shared
+    between features (squares, power, totals), signs are int8.
+    """
+    x = np.array(signal, dtype=np.float64)
+    x -= x.mean()
+    x /= max(x.max(), -x.min()) + 1e-10
     if x.shape[0] < window:
         x = np.pad(x, (0, window - x.shape[0]))
     frames = sliding_window_view(x, window)[::step]
+    n_frames = frames.shape[0]
     num_fft = window // 2
-    magnitude = np.abs(rfft(frames, axis=1))[:, :num_fft] / num_fft
-    power = magnitude**2
+    bin_hz, mel_bank, chroma_map = _spectral_constants(sr, num_fft)
+    magnitude = np.abs(rfft(frames, axis=1)[:, :num_fft])
+    magnitude /= num_fft
+    power = magnitude * magnitude
+    power_total = power.sum(axis=1)
 
     peak = magnitude.max(axis=1, keepdims=True)
     weights = magnitude / np.where(peak == 0, EPS, peak)
-    bin_hz = np.arange(1, num_fft + 1) * (sr / (2.0 * num_fft))
     denominator = weights.sum(axis=1) + EPS
     centroid = weights @ bin_hz / denominator
-    spread = np.sqrt(np.sum((bin_hz[None, :] - centroid[:, None]) ** 2 * weights, axis=1) / denominator)
+    deviation = bin_hz - centroid[:, None]
+    deviation *= deviation
+    spread = np.sqrt(np.einsum("ij,ij->i", deviation, weights) / denominator)
 
     shares = magnitude / np.sum(magnitude + EPS, axis=1, keepdims=True)
-    flux = np.zeros(frames.shape[0])
-    flux[1:] = np.sum(np.diff(shares, axis=0) ** 2, axis=1)
+    flux = np.zeros(n_frames)
+    step_change = shares[1:] - shares[:-1]
+    flux[1:] = np.einsum("ij,ij->i", step_change, step_change)
 
-    above = np.cumsum(power, axis=1) + EPS > ROLLOFF * power.sum(axis=1, keepdims=True)
+    cumulative = np.cumsum(power, axis=1)
+    cumulative += EPS
+    above = cumulative > (ROLLOFF * power_total)[:, None]
     rolloff = np.where(above.any(axis=1), np.argmax(above, axis=1) / num_fft, 0.0)
 
-    mel_log = np.log10(magnitude @ mfcc_filterbank(sr, num_fft).T + EPS)
-    mfcc = dct(mel_log, type=2, norm="ortho", axis=1)[:, :N_MFCC]
+    mel_log = magnitude @ mel_bank
+    mel_log += EPS
+    np.log10(mel_log, out=mel_log)
+    mfcc = dct(mel_log, type=2, norm="ortho", axis=1, overwrite_x=True)[:, :N_MFCC]
 
-    chroma = power @ chroma_matrix(sr, num_fft)
-    total = power.sum(axis=1, keepdims=True)
-    chroma = chroma / np.where(total == 0, EPS, total)
+    chroma = power @ chroma_map
+    chroma /= np.where(power_total == 0, EPS, power_total)[:, None]
 
-    ratio, f0 = harmonic_ratio_f0(frames, sr)
     squares = frames * frames
-    columns = [
-        framed_zero_crossing_rate(x, window, step, frames.shape[0]), np.sum(squares, axis=1) / window,
-        block_entropy(squares), centroid / (sr / 2.0), spread / (sr / 2.0), block_entropy(power),
-        flux, rolloff,
-    ]
-    return np.column_stack(columns + [mfcc, chroma, chroma.std(axis=1), ratio, f0])
+    energy_total = squares.sum(axis=1)
+    ratio, f0 = harmonic_ratio_f0(frames, sr, squares)
+    out = np.empty((n_frames, 36))
+    out[:, 0] = framed_zero_crossing_rate(x, window, step, n_frames)
+    out[:, 1] = energy_total / window
+    out[:, 2] = block_entropy(squares, energy_total)
+    out[:, 3] = centroid / (sr / 2.0)
+    out[:, 4] = spread / (sr / 2.0)
+    out[:, 5] = block_entropy(power, power_total)
+    out[:, 6] = flux
+    out[:, 7] = rolloff
+    out[:, 8 : 8 + N_MFCC] = mfcc
+    out[:, 21:33] = chroma
+    out[:, 33] = chroma.std(axis=1)
+    out[:, 34] = ratio
+    out[:, 35] = f0
+    return out
 
 
 @register_feature_set

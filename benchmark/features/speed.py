@@ -1,7 +1,8 @@
 """Speed benchmark: our extractors against the implementations they replace, same files, one run.
 
 * ``handcrafted36`` (vectorised, all 36 features) vs pyAudioAnalysis 0.3.14
-  ``ShortTermFeatures.feature_extraction`` (per-frame loop, its 34 features);
+  ``ShortTermFeatures.feature_extraction`` (per-frame loop, its 34 features), and vs our own
+  previous code (:mod:`.handcrafted_v1`), so a change is judged old vs new under the same load;
 * ``librosa46`` (one STFT) vs the seed's recipe (a librosa call per feature).
 
 Audio is decoded once beforehand and excluded from every timing; each method runs over all files
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import BenchError
+from . import handcrafted_v1
 from .handcrafted import Handcrafted36Config, short_term_features
 from .librosa_set import Librosa46Config, one_stft_features, seed_recipe
 
@@ -52,14 +54,17 @@ def run_speed_benchmark(signals: list[np.ndarray], sr: int = 16_000, repeat: int
     hc = Handcrafted36Config()
     window, step = int(round(hc.window_s * sr)), int(round(hc.step_s * sr))
     lc = Librosa46Config()
+    ours = best_time(lambda s: short_term_features(s, sr, window, step), signals, repeat)
     return [
         SpeedRow(
-            "handcrafted36",
-            best_time(lambda s: short_term_features(s, sr, window, step), signals, repeat),
-            "pyAudioAnalysis feature_extraction",
+            "handcrafted36", ours, "pyAudioAnalysis feature_extraction",
             # pyAudioAnalysis expects int16-scaled samples
             best_time(lambda s: ShortTermFeatures.feature_extraction(s * 32768.0, sr, window, step, deltas=False),
                       signals, repeat),
+        ),
+        SpeedRow(
+            "handcrafted36", ours, "handcrafted36, previous code (handcrafted_v1)",
+            best_time(lambda s: handcrafted_v1.short_term_features(s, sr, window, step), signals, repeat),
         ),
         SpeedRow(
             "librosa46",
