@@ -196,7 +196,8 @@ def bench_command(
         for what, ratio, how in report.ratios:
             ratios.add_row(what, f"{ratio:.2f}x", how)
         console.print(ratios)
-    console.print(f"TensorFlow imported by this {model} run: {'yes' if report.tensorflow_imported else 'no'}")
+    console.print(f"TensorFlow imported by this {model} run: {'yes' if report.tensorflow_imported else 'no'}; "
+                  f"heavy frameworks loaded: {', '.join(report.heavy_imports) or 'none'}")
     if report.predict_imports:
         console.print("bench predict start-up, cumulative import time by package: "
                       + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in report.predict_imports))

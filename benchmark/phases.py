@@ -33,6 +33,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 
+# Frameworks whose import alone costs seconds; a vector-model run needs none of them.
+HEAVY_MODULES = ("tensorflow", "keras", "torch", "transformers", "dask", "distributed")
+
+
 @dataclass
 class Phase:
     name: str
@@ -45,6 +49,7 @@ class PhaseReport:
     phases: list[Phase] = field(default_factory=list)
     ratios: list[tuple[str, float, str]] = field(default_factory=list)  # (what, old/new, how measured)
     tensorflow_imported: bool = False
+    heavy_imports: list[str] = field(default_factory=list)  # big frameworks a vector-model run loaded
     predict_imports: list[tuple[str, float]] = field(default_factory=list)  # (top-level package, seconds)
 
     def add(self, name: str, seconds: float, note: str = "") -> float:
@@ -182,6 +187,7 @@ def run_phase_benchmark(config, runtime, limit_opensmile: int = 40, startup_repe
         report.add("  of which MLflow logging and bookkeeping (whole run - phases above)",
                    max(0.0, seconds - phases_inside))
         report.tensorflow_imported = "tensorflow" in sys.modules
+        report.heavy_imports = [name for name in HEAVY_MODULES if name in sys.modules]
 
         if result.model_uri:
             log("bench predict start-up: python -X importtime")

@@ -1,6 +1,7 @@
 """Speed work that must not change a number: openSMILE in one pass, parts and the cache, progress lines."""
 
 import io
+import os
 import subprocess
 import sys
 
@@ -116,3 +117,55 @@ def test_redirected_extract_prints_progress_lines(voiced_wavs, tmp_path):
     text = log.read_text()
     assert done.returncode == 0, text
     assert f"handcrafted36: {len(voiced_wavs)}/{len(voiced_wavs)} files (100%)" in text
+
+
+def test_fit_threads_never_exceeds_free_cores_or_the_loky_cap(monkeypatch):
+    from benchmark.threads import cores_available, fit_threads, limit_threads
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert 1 <= fit_threads() <= cores_available()
+    assert fit_threads(processes=cores_available() * 8) == 1  # many parallel fits: one thread each
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # what joblib/loky sets in its workers
+    assert fit_threads() == 1
+    from threadpoolctl import threadpool_info
+
+    with limit_threads(1):
+        assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+
+
+def test_xgboost_automatic_threads_give_the_same_model_as_one_thread():
+    from benchmark.models import get_model
+    from benchmark.threads import cores_available
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((120, 12)), np.repeat(["anger", "neutral", "sadness"], 40)
+    X[y == "anger", 0] += 2
+    automatic = get_model("xgboost", n_estimators=30).fit(X, y)
+    single = get_model("xgboost", n_estimators=30, n_jobs=1).fit(X, y)
+    assert 1 <= automatic.booster_.get_params()["n_jobs"] <= cores_available()
+    np.testing.assert_array_equal(automatic.predict_proba(X), single.predict_proba(X))
+
+
+def test_bench_bench_times_every_phase_of_a_vector_run(tmp_path):
+    """`bench bench` on a small corpus of your own (a CSV manifest), as the README shows."""
+    rows = []
+    for speaker in range(3):
+        for emotion, f0 in (("anger", 220.0), ("sadness", 110.0)):
+            for take in range(2):
+                path = tmp_path / f"s{speaker}_{emotion}_{take}.wav"
+                sf.write(path, voiced(1.0, f0 + 10 * take, speaker * 10 + take), 16_000, subtype="PCM_16")
+                rows.append(f"{path},{emotion},s{speaker}\n")
+    manifest = tmp_path / "corpus.csv"
+    manifest.write_text("path,emotion,speaker\n" + "".join(rows))
+    done = subprocess.run(["bench", "bench", "--corpus", f"folder:{manifest}", "--classes", "all"],
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path,
+                          env={**os.environ, "COLUMNS": "250"})  # no wrapped table cells
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    out = " ".join(done.stdout.split())
+    for phase in ("start-up", "extraction cold", "extraction warm", "folds (3 fits", "final fit", "whole run",
+                  "MLflow logging", "bench predict"):
+        assert phase in out, phase
+    assert "12 computed, 0 cached" in out and "0 computed, 12 cached" in out
+    assert "two Smile passes / one pass" in out
+    assert "TensorFlow imported by this svm run: no" in out
+    assert not list(tmp_path.glob("mlflow.db"))  # its MLflow store was temporary
