@@ -169,3 +169,25 @@ def test_bench_bench_times_every_phase_of_a_vector_run(tmp_path):
     assert "two Smile passes / one pass" in out
     assert "TensorFlow imported by this svm run: no" in out
     assert not list(tmp_path.glob("mlflow.db"))  # its MLflow store was temporary
+
+
+@pytest.mark.parametrize("window,step", [(800, 400), (808, 200)])  # the default, and a window 10 does not divide
+def test_handcrafted36_compiled_pass_equals_the_numpy_code(window, step):
+    """The numba pass gives the numbers of the previous NumPy code (itself tested against pyAudioAnalysis)."""
+    from benchmark.features import handcrafted, handcrafted_v1
+
+    signals = [voiced(1.3, 120.0, 0), voiced(0.7, 230.0, 1), voiced(0.03, 200.0, 2),  # shorter than a window
+               np.zeros(4000, dtype=np.float32), np.r_[np.zeros(3000), voiced(0.5, 150.0, 3)].astype(np.float32)]
+    for signal in signals:
+        new = handcrafted.short_term_features(signal, 16_000, window, step)
+        old = handcrafted_v1.short_term_features(signal, 16_000, window, step)
+        assert new.shape == old.shape and np.all(np.isfinite(new))
+        np.testing.assert_allclose(new, old, rtol=1e-9, atol=1e-12)
+        x = signal.astype(np.float64)
+        x -= x.mean()
+        x = np.pad(x / (np.abs(x).max() + 1e-10), (0, max(0, window - len(x))))
+        ratio, f0 = handcrafted.harmonic_ratio_f0(np.lib.stride_tricks.sliding_window_view(x, window)[::step], 16_000)
+        np.testing.assert_allclose(new[:, 34], ratio, rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(new[:, 35], f0, rtol=1e-9)
+    voiced_frames = handcrafted.short_term_features(voiced(1.3, 120.0, 0), 16_000, window, step)[:, 35] > 0
+    assert voiced_frames.mean() > 0.2  # the test signal is periodic enough to exercise F0
