@@ -6,12 +6,14 @@
 * ``librosa46`` (one STFT) vs the seed's recipe (a librosa call per feature).
 
 Audio is decoded once beforehand and excluded from every timing; each method runs over all files
-``repeat`` times and the fastest pass counts (the usual guard against a busy machine).
+``repeat`` times, the methods' passes alternating, and the fastest pass counts (the usual guards
+against a busy machine).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -34,15 +36,19 @@ class SpeedRow:
         return self.reference_s / self.ours_s
 
 
-def best_time(function, signals, repeat: int) -> float:
-    function(signals[0])  # warm-up: caches, lazy imports
-    timings = []
+def best_times(functions: dict[str, Callable], signals, repeat: int) -> dict[str, float]:
+    """Fastest pass of each function over all ``signals``; passes alternate between the functions
+    (A B C, A B C, ...) so that a change of load on a shared machine hits every method alike."""
+    for function in functions.values():
+        function(signals[0])  # warm-up: caches, lazy imports, compilation
+    timings: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(repeat):
-        start = time.perf_counter()
-        for signal in signals:
-            function(signal)
-        timings.append(time.perf_counter() - start)
-    return min(timings)
+        for name, function in functions.items():
+            start = time.perf_counter()
+            for signal in signals:
+                function(signal)
+            timings[name].append(time.perf_counter() - start)
+    return {name: min(values) for name, values in timings.items()}
 
 
 def run_speed_benchmark(signals: list[np.ndarray], sr: int = 16_000, repeat: int = 3) -> list[SpeedRow]:
@@ -54,22 +60,18 @@ def run_speed_benchmark(signals: list[np.ndarray], sr: int = 16_000, repeat: int
     hc = Handcrafted36Config()
     window, step = int(round(hc.window_s * sr)), int(round(hc.step_s * sr))
     lc = Librosa46Config()
-    ours = best_time(lambda s: short_term_features(s, sr, window, step), signals, repeat)
+    seconds = best_times({
+        "handcrafted36": lambda s: short_term_features(s, sr, window, step),
+        # pyAudioAnalysis expects int16-scaled samples
+        "pyaudioanalysis": lambda s: ShortTermFeatures.feature_extraction(s * 32768.0, sr, window, step, deltas=False),
+        "handcrafted_v1": lambda s: handcrafted_v1.short_term_features(s, sr, window, step),
+        "librosa46": lambda s: one_stft_features(s, sr, lc),
+        "seed_recipe": lambda s: seed_recipe(s, sr, lc),
+    }, signals, repeat)
     return [
-        SpeedRow(
-            "handcrafted36", ours, "pyAudioAnalysis feature_extraction",
-            # pyAudioAnalysis expects int16-scaled samples
-            best_time(lambda s: ShortTermFeatures.feature_extraction(s * 32768.0, sr, window, step, deltas=False),
-                      signals, repeat),
-        ),
-        SpeedRow(
-            "handcrafted36", ours, "handcrafted36, previous code (handcrafted_v1)",
-            best_time(lambda s: handcrafted_v1.short_term_features(s, sr, window, step), signals, repeat),
-        ),
-        SpeedRow(
-            "librosa46",
-            best_time(lambda s: one_stft_features(s, sr, lc), signals, repeat),
-            "seed recipe (separate librosa calls)",
-            best_time(lambda s: seed_recipe(s, sr, lc), signals, repeat),
-        ),
+        SpeedRow("handcrafted36", seconds["handcrafted36"], "pyAudioAnalysis feature_extraction",
+                 seconds["pyaudioanalysis"]),
+        SpeedRow("handcrafted36", seconds["handcrafted36"], "handcrafted36, previous code (handcrafted_v1)",
+                 seconds["handcrafted_v1"]),
+        SpeedRow("librosa46", seconds["librosa46"], "seed recipe (separate librosa calls)", seconds["seed_recipe"]),
     ]
