@@ -159,10 +159,11 @@ def features_speed(
     utterances = open_corpus(corpus, data_dir).utterances()[:limit]
     signals = [load_audio(u.path) for u in utterances]
     seconds = sum(len(s) for s in signals) / 16_000
-    table = Table("ours", "s", "reference", "s", "speed-up")
+    table = Table("ours", "CPU s", "reference", "CPU s", "speed-up")
     for row in run_speed_benchmark(signals, repeat=repeat):
         table.add_row(row.name, f"{row.ours_s:.3f}", row.reference, f"{row.reference_s:.3f}", f"{row.ratio:.1f}x")
-    console.print(f"{len(signals)} files of {corpus} ({seconds:.0f} s of audio), best of {repeat} passes, 1 process")
+    console.print(f"{len(signals)} files of {corpus} ({seconds:.0f} s of audio), best of {repeat} alternated passes, "
+                  f"1 process, CPU seconds")
     console.print(table)
 
 

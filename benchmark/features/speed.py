@@ -37,17 +37,22 @@ class SpeedRow:
 
 
 def best_times(functions: dict[str, Callable], signals, repeat: int) -> dict[str, float]:
-    """Fastest pass of each function over all ``signals``; passes alternate between the functions
-    (A B C, A B C, ...) so that a change of load on a shared machine hits every method alike."""
+    """Fastest pass of each function over all ``signals``, in CPU seconds of this process.
+
+    Passes alternate between the functions (A B C, A B C, ...) so that a change of load on a shared
+    machine hits every method alike, and CPU time leaves out the time spent waiting for a core
+    (on a loaded machine wall-clock passes measured the scheduler: 15x slower than idle for one
+    method, 6x for another, in the same run).
+    """
     for function in functions.values():
         function(signals[0])  # warm-up: caches, lazy imports, compilation
     timings: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(repeat):
         for name, function in functions.items():
-            start = time.perf_counter()
+            start = time.process_time()
             for signal in signals:
                 function(signal)
-            timings[name].append(time.perf_counter() - start)
+            timings[name].append(time.process_time() - start)
     return {name: min(values) for name, values in timings.items()}
 
 
