@@ -65,14 +65,18 @@ def run_speed_benchmark(signals: list[np.ndarray], sr: int = 16_000, repeat: int
     hc = Handcrafted36Config()
     window, step = int(round(hc.window_s * sr)), int(round(hc.step_s * sr))
     lc = Librosa46Config()
-    seconds = best_times({
-        "handcrafted36": lambda s: short_term_features(s, sr, window, step),
-        # pyAudioAnalysis expects int16-scaled samples
-        "pyaudioanalysis": lambda s: ShortTermFeatures.feature_extraction(s * 32768.0, sr, window, step, deltas=False),
-        "handcrafted_v1": lambda s: handcrafted_v1.short_term_features(s, sr, window, step),
-        "librosa46": lambda s: one_stft_features(s, sr, lc),
-        "seed_recipe": lambda s: seed_recipe(s, sr, lc),
-    }, signals, repeat)
+    from ..threads import limit_threads
+
+    with limit_threads(1):  # one thread each, as pyAudioAnalysis: CPU seconds then compare work
+        seconds = best_times({
+            "handcrafted36": lambda s: short_term_features(s, sr, window, step),
+            # pyAudioAnalysis expects int16-scaled samples
+            "pyaudioanalysis": lambda s: ShortTermFeatures.feature_extraction(s * 32768.0, sr, window, step,
+                                                                              deltas=False),
+            "handcrafted_v1": lambda s: handcrafted_v1.short_term_features(s, sr, window, step),
+            "librosa46": lambda s: one_stft_features(s, sr, lc),
+            "seed_recipe": lambda s: seed_recipe(s, sr, lc),
+        }, signals, repeat)
     return [
         SpeedRow("handcrafted36", seconds["handcrafted36"], "pyAudioAnalysis feature_extraction",
                  seconds["pyaudioanalysis"]),
