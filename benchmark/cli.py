@@ -172,11 +172,49 @@ def features_speed(
     utterances = open_corpus(corpus, data_dir).utterances()[:limit]
     signals = [load_audio(u.path) for u in utterances]
     seconds = sum(len(s) for s in signals) / 16_000
-    table = Table("ours", "s", "reference", "s", "speed-up")
+    table = Table("ours", "CPU s", "reference", "CPU s", "speed-up")
     for row in run_speed_benchmark(signals, repeat=repeat):
         table.add_row(row.name, f"{row.ours_s:.3f}", row.reference, f"{row.reference_s:.3f}", f"{row.ratio:.1f}x")
-    console.print(f"{len(signals)} files of {corpus} ({seconds:.0f} s of audio), best of {repeat} passes, 1 process")
+    console.print(f"{len(signals)} files of {corpus} ({seconds:.0f} s of audio), best of {repeat} alternated passes, "
+                  f"1 process, CPU seconds")
     console.print(table)
+
+
+@app.command("bench")
+@friendly_errors
+def bench_command(
+    model: str = typer.Option("svm", "--model"),
+    features: Optional[str] = typer.Option(None, "--features", help="Feature set (default: the model's own)."),
+    corpus: str = typer.Option("emodb", "--corpus"),
+    classes: str = typer.Option("7", "--classes"),
+    param: list[str] = typer.Option([], "--param", help="Model hyper-parameter NAME=VALUE (repeatable)."),
+    data_dir: Optional[Path] = DataDir,
+    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Feature extraction processes."),
+    opensmile_files: int = typer.Option(40, "--opensmile-files", min=1, help="Files for the openSMILE old/new timing."),
+):
+    """Time the phases of a run in one process run: start-up, extraction cold/warm, folds, final fit, logging."""
+    from .phases import run_phase_benchmark
+    from .runner import RunConfig, Runtime
+
+    config = RunConfig(model=model, features=features, corpus=corpus, classes=classes,
+                       model_params=parse_assignments(param, "--param"))
+    report = run_phase_benchmark(config, Runtime(data_dir=str(data_dir) if data_dir else None, jobs=jobs),
+                                 limit_opensmile=opensmile_files,
+                                 log=lambda message: err_console.print(message, highlight=False))
+    table = Table("phase", "s", "note", title=f"{model} + {config.resolved_features()} on {corpus}, {classes} classes")
+    for phase in report.phases:
+        table.add_row(phase.name, f"{phase.seconds:.2f}", phase.note)
+    console.print(table)
+    if report.ratios:
+        ratios = Table("old / new", "ratio", "measured")
+        for what, ratio, how in report.ratios:
+            ratios.add_row(what, f"{ratio:.2f}x", how)
+        console.print(ratios)
+    console.print(f"TensorFlow imported by this {model} run: {'yes' if report.tensorflow_imported else 'no'}; "
+                  f"heavy frameworks loaded: {', '.join(report.heavy_imports) or 'none'}")
+    if report.predict_imports:
+        console.print("bench predict start-up, cumulative import time by package: "
+                      + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in report.predict_imports))
 
 
 def parse_assignments(items: list[str], option: str) -> dict:

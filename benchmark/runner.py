@@ -24,6 +24,7 @@ from .corpora import open_corpus
 from .corpora.base import fingerprint
 from .errors import BenchError
 from .features.extract import extract_features
+from .features.functionals import parts_needed
 from .metrics import classification_metrics, uar_interval
 from .models import model_input
 from .normalise import Normaliser
@@ -147,7 +148,8 @@ def build_inputs(prepared: Prepared, runtime: Runtime) -> Inputs:
     data = prepared.data
     keys = [f"{u.id}@{u.corpus}" for u in data.utterances]
     extraction = extract_features(list(zip(keys, (u.path for u in data.utterances))), prepared.feature_set,
-                                  cache_dir=runtime.cache_dir, jobs=runtime.jobs, progress=runtime.progress)
+                                  cache_dir=runtime.cache_dir, jobs=runtime.jobs, progress=runtime.progress,
+                                  parts=parts_needed(prepared.config.model_class().input_kind, prepared.feature_set))
     keep = np.array([key in extraction.features for key in keys])
     if not keep.any():
         raise BenchError("no utterance could be read: " + next(iter(extraction.failed.values()), ""))

@@ -13,6 +13,7 @@ import json
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
+from collections.abc import Collection
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -46,6 +47,13 @@ class FeatureSet(ABC):
     needs_own_process: ClassVar[bool] = False
     # Shortest clip the set can describe (seconds); shorter ones fail with a one-line error naming it.
     min_seconds: ClassVar[float] = 0.0
+    # The arrays ``extract`` returns. A set that declares several can compute each alone (cheaper)
+    # and then takes ``extract(signal, parts=...)``; the batch extractor only asks for a subset then.
+    parts: ClassVar[tuple[str, ...]] = ("frames",)
+    # At most this many extraction processes (None: one per core); a set holding a large model says 1.
+    max_workers: ClassVar[int | None] = None
+    # Files handed to one call of ``extract_batch`` (if the set has one); 1 = ``extract`` per file.
+    files_per_task: int = 1
 
     def __init__(self, config: FeatureConfig | None = None, **overrides: Any):
         from ..config import validate_dataclass  # every option type- and range-checked, once
@@ -60,8 +68,11 @@ class FeatureSet(ABC):
         """Names of the columns of ``frames`` (or of ``functionals`` for utterance-level sets)."""
 
     @abstractmethod
-    def extract(self, signal: np.ndarray) -> dict[str, np.ndarray]:
-        """Features of one mono float32 16 kHz signal."""
+    def extract(self, signal: np.ndarray, parts: Collection[str] | None = None) -> dict[str, np.ndarray]:
+        """Features of one mono float32 16 kHz signal: ``parts`` of them (None: all of ``self.parts``).
+
+        Only sets that declare several ``parts`` need to honour the argument.
+        """
 
     def describe(self) -> dict[str, Any]:
         """Everything that determines the numbers: name, config, library versions."""

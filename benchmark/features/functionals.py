@@ -23,6 +23,14 @@ def functional_names(feature_names: list[str]) -> list[str]:
     return [f"{name}__{stat}" for name in feature_names for stat in STATISTICS]
 
 
+def parts_needed(input_kind: str, feature_set) -> tuple[str, ...]:
+    """The arrays a model reads (``extract_features(..., parts=...)``): a sequence model the frames;
+    a vector model the set's own functionals if it has them, else its frames (for their statistics)."""
+    if input_kind != "sequence" and "functionals" in feature_set.parts:
+        return ("functionals",)
+    return ("frames",)
+
+
 def utterance_vector(arrays: dict[str, np.ndarray]) -> np.ndarray:
     """The set's own functionals if it has them, else statistics of its frames."""
     if "functionals" in arrays:

@@ -78,15 +78,6 @@ class SERClassifier(ClassifierMixin, BaseEstimator):
         raise NotImplementedError
 
 
-def thread_budget(requested: int) -> int:
-    """Threads a fit may use: ``requested``, capped by ``SER_BENCH_THREADS`` (set to 1 in fold
-    worker processes, which already keep every core busy; more threads there only oversubscribe)."""
-    import os
-
-    cap = os.environ.get("SER_BENCH_THREADS")
-    return max(1, min(requested, int(cap))) if cap and cap.isdigit() else requested
-
-
 def model_input(model_cls, arrays_list: list[dict[str, np.ndarray]]):
     """Model input from extracted features: frame arrays for sequence models, else one vector per
     utterance (the set's own functionals, or statistics of its frames)."""

@@ -13,7 +13,8 @@ from sklearn.svm import SVC
 from sklearn.utils.class_weight import compute_sample_weight
 
 from ..models import register_model
-from .base import SERClassifier, thread_budget
+from ..threads import fit_threads, limit_threads
+from .base import SERClassifier
 
 
 @register_model
@@ -39,7 +40,8 @@ class SVMClassifier(SERClassifier):
         # else: a class with one example cannot be calibrated; predict_proba falls back to a softmax
         # of the one-vs-rest decision values (tiny slices only)
         self.pipeline_ = make_pipeline(StandardScaler(), svc)
-        self.pipeline_.fit(np.asarray(X, dtype=np.float64), target)
+        with limit_threads():  # libsvm is serial; keep NumPy's BLAS from oversubscribing busy cores
+            self.pipeline_.fit(np.asarray(X, dtype=np.float64), target)
         return self
 
     def predict_proba(self, X):
@@ -75,8 +77,10 @@ class XGBoostClassifier(SERClassifier):
     def __init__(self, n_estimators: Annotated[int, Ge(1)] = 300, max_depth: Annotated[int, Ge(1)] = 4,
                  learning_rate: Annotated[float, Gt(0)] = 0.1, subsample: Annotated[float, Interval(gt=0, le=1)] = 0.8,
                  colsample_bytree: Annotated[float, Interval(gt=0, le=1)] = 0.5,
-                 class_weight: Literal["balanced"] | None = "balanced", n_jobs: Annotated[int, Ge(1)] = 2,
+                 class_weight: Literal["balanced"] | None = "balanced", n_jobs: Annotated[int, Ge(1)] | None = None,
                  seed: int = 0):
+        # n_jobs=None: the cores free when the fit starts (benchmark.threads); the trees are the
+        # same with any number of threads (hist is deterministic), only the time changes.
         self.n_estimators, self.max_depth, self.learning_rate = n_estimators, max_depth, learning_rate
         self.subsample, self.colsample_bytree, self.class_weight = subsample, colsample_bytree, class_weight
         self.n_jobs, self.seed = n_jobs, seed
@@ -88,7 +92,8 @@ class XGBoostClassifier(SERClassifier):
         weights = compute_sample_weight(self.class_weight, target) if self.class_weight else None
         self.booster_ = XGBClassifier(
             n_estimators=self.n_estimators, max_depth=self.max_depth, learning_rate=self.learning_rate,
-            subsample=self.subsample, colsample_bytree=self.colsample_bytree, n_jobs=thread_budget(self.n_jobs),
+            subsample=self.subsample, colsample_bytree=self.colsample_bytree,
+            n_jobs=self.n_jobs if self.n_jobs else fit_threads(),
             random_state=self.seed, tree_method="hist", eval_metric="mlogloss",
         )
         self.booster_.fit(np.asarray(X, dtype=np.float32), target, sample_weight=weights)
