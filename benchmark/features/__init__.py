@@ -10,6 +10,10 @@ register_feature_set = FEATURE_SETS.register
 
 
 def get_feature_set(name: str, **config) -> FeatureSet:
+    if name.startswith("hf:"):  # any Hugging Face model: the generic "hf" set with that model option
+        from .ssl import hf_feature_set
+
+        name, config = hf_feature_set(name, config)
     return FEATURE_SETS.lookup(name)(**config)
 
 

@@ -45,6 +45,10 @@ class FeatureSet(ABC):
     libraries: ClassVar[tuple[str, ...]] = ("numpy", "scipy")
     # Extract in a worker process even for one file (a native library that clashes with others).
     needs_own_process: ClassVar[bool] = False
+    # At most this many extraction processes (None: one per core); a set holding a large model says 1.
+    max_workers: ClassVar[int | None] = None
+    # Files handed to one call of ``extract_batch`` (if the set has one); 1 = ``extract`` per file.
+    files_per_task: int = 1
 
     def __init__(self, config: FeatureConfig | None = None, **overrides: Any):
         base = config if config is not None else self.config_class()

@@ -48,19 +48,60 @@ def features_of_file(path: Path, feature_set: FeatureSet, cache: FeatureCache | 
             hit = cache.load(digest)
             if hit is not None:
                 return "cached", hit, ""
-        arrays = feature_set.extract(load_audio(path))
-        for name, values in arrays.items():
-            if not np.all(np.isfinite(values)):
-                raise BenchError(f"{path}: {feature_set.name} produced non-finite {name}; check the audio")
-        if cache is not None:
-            cache.save(digest, arrays)
-        return "computed", arrays, ""
-    except BenchError as exc:
-        return "failed", None, str(exc)
-    except OSError as exc:
-        return "failed", None, f"{path}: cannot read file ({exc.strerror or exc}); check permissions"
+        return "computed", checked_and_saved(path, digest, feature_set.extract(load_audio(path)), feature_set, cache), ""
     except Exception as exc:  # an extractor's own failure must not stop the batch
-        return "failed", None, f"{path}: {feature_set.name} failed ({type(exc).__name__}: {exc})"
+        return "failed", None, failure_message(path, feature_set, exc)
+
+
+def checked_and_saved(path: Path, digest: str, arrays, feature_set: FeatureSet, cache: FeatureCache | None):
+    for name, values in arrays.items():
+        if not np.all(np.isfinite(values)):
+            raise BenchError(f"{path}: {feature_set.name} produced non-finite {name}; check the audio")
+    if cache is not None:
+        cache.save(digest, arrays)
+    return arrays
+
+
+def failure_message(path: Path, feature_set: FeatureSet, exc: Exception) -> str:
+    if isinstance(exc, BenchError):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{path}: cannot read file ({exc.strerror or exc}); check permissions"
+    return f"{path}: {feature_set.name} failed ({type(exc).__name__}: {exc})"
+
+
+def features_of_files(items: list[tuple[str, str]], feature_set: FeatureSet, cache: FeatureCache | None):
+    """[(uid, status, arrays|None, message)] of several files, through the set's batch API if it has one.
+
+    Cached and unreadable files are settled one by one; the rest go through one ``extract_batch``
+    call. If that call fails, the files are redone one by one so only the bad file is skipped.
+    """
+    if len(items) == 1 or not hasattr(feature_set, "extract_batch"):
+        return [(uid, *features_of_file(Path(path), feature_set, cache)) for uid, path in items]
+    settled, pending = {}, []
+    for uid, path in items:
+        try:
+            digest = content_hash(path)
+            hit = cache.load(digest) if cache is not None else None
+            if hit is not None:
+                settled[uid] = ("cached", hit, "")
+            else:
+                pending.append((uid, Path(path), digest, load_audio(path)))
+        except Exception as exc:
+            settled[uid] = ("failed", None, failure_message(Path(path), feature_set, exc))
+    try:
+        batch = feature_set.extract_batch([signal for *_, signal in pending]) if pending else []
+    except Exception:
+        batch = None
+    for index, (uid, path, digest, _) in enumerate(pending):
+        if batch is None:
+            settled[uid] = features_of_file(path, feature_set, cache)
+            continue
+        try:
+            settled[uid] = ("computed", checked_and_saved(path, digest, batch[index], feature_set, cache), "")
+        except Exception as exc:
+            settled[uid] = ("failed", None, failure_message(path, feature_set, exc))
+    return [(uid, *settled[uid]) for uid, _ in items]
 
 
 _WORKER: dict = {}
@@ -75,9 +116,8 @@ def _init_worker(name: str, config, cache_dir: str | None) -> None:
     _WORKER["cache"] = FeatureCache(cache_dir, feature_set) if cache_dir else None
 
 
-def _work(item: tuple[str, str]):
-    uid, path = item
-    return (uid, *features_of_file(Path(path), _WORKER["set"], _WORKER["cache"]))
+def _work(items: list[tuple[str, str]]):
+    return features_of_files(items, _WORKER["set"], _WORKER["cache"])
 
 
 def default_jobs() -> int:
@@ -97,6 +137,9 @@ def extract_features(
     cache = FeatureCache(root, feature_set) if root else None
     result = ExtractionResult(cache_key=cache.key if cache else "")
     jobs = default_jobs() if jobs is None else max(1, jobs)
+    jobs = min(jobs, feature_set.max_workers or jobs)  # a set holding a large model caps its processes
+    per_task = max(1, int(feature_set.files_per_task))
+    tasks = [[(uid, str(path)) for uid, path in items[i:i + per_task]] for i in range(0, len(items), per_task)]
 
     def record(uid: str, status: str, arrays, message: str) -> None:
         if status == "failed":
@@ -115,18 +158,21 @@ def extract_features(
     with Progress(*columns, disable=not progress, transient=True) as bar:
         task = bar.add_task(f"{feature_set.name}", total=len(items))
         if (jobs == 1 or len(items) < 2) and not feature_set.needs_own_process:
-            for uid, path in items:
-                record(uid, *features_of_file(Path(path), feature_set, cache))
-                bar.advance(task)
+            for batch in tasks:
+                for outcome in features_of_files(batch, feature_set, cache):
+                    record(*outcome)
+                bar.advance(task, len(batch))
         else:
             method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
             init = (feature_set.name, feature_set.config, str(root) if root else None)
             with ProcessPoolExecutor(
-                max_workers=max(1, min(jobs, len(items))), mp_context=multiprocessing.get_context(method),
+                max_workers=max(1, min(jobs, len(tasks))), mp_context=multiprocessing.get_context(method),
                 initializer=_init_worker, initargs=init,
             ) as pool:
-                futures = [pool.submit(_work, (uid, str(path))) for uid, path in items]
+                futures = [pool.submit(_work, batch) for batch in tasks]
                 for future in as_completed(futures):
-                    record(*future.result())
-                    bar.advance(task)
+                    outcomes = future.result()
+                    for outcome in outcomes:
+                        record(*outcome)
+                    bar.advance(task, len(outcomes))
     return result
