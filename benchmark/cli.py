@@ -126,13 +126,14 @@ def features_extract(
     cache_dir: Optional[Path] = CacheDir,
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Worker processes (default: all cores)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N utterances."),
+    feature_param: list[str] = typer.Option([], "--feature-param", help="Feature-set option NAME=VALUE."),
 ):
     """Extract (or load from cache) a feature set for every utterance of a corpus."""
     from .corpora import open_corpus
     from .features import get_feature_set
     from .features.extract import extract_features
 
-    feature_set = get_feature_set(features)
+    feature_set = get_feature_set(features, **parse_assignments(feature_param, "--feature-param"))
     found = open_corpus(corpus, data_dir)
     utterances = found.utterances()[:limit] if limit else found.utterances()
     result = extract_features([(u.id, u.path) for u in utterances], feature_set, cache_dir=cache_dir, jobs=jobs)
@@ -297,6 +298,7 @@ def tune_command(
     storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (sqlite:///optuna.db)."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes sharing the study."),
     inner_folds: int = typer.Option(3, "--inner-folds", min=2, help="Speaker-grouped inner folds."),
+    feature_param: list[str] = typer.Option([], "--feature-param", help="Feature-set option NAME=VALUE."),
     experiment_name: str = typer.Option("ser-bench-tuning", "--experiment-name"),
     data_dir: Optional[Path] = DataDir,
     cache_dir: Optional[Path] = CacheDir,
@@ -309,7 +311,8 @@ def tune_command(
     features = None if features == "auto" else features
     config = RunConfig(model=model, features=features, protocol=protocol, corpus=corpus, train_corpus=train_corpus,
                        test_corpus=test_corpus, classes=classes, split=split, norm=norm, seed=seed, epochs=epochs,
-                       max_per_speaker_class=max_per_speaker_class, max_speakers=max_speakers, final_model=False)
+                       max_per_speaker_class=max_per_speaker_class, max_speakers=max_speakers, final_model=False,
+                       feature_params=parse_assignments(feature_param, "--feature-param"))
     runtime = Runtime(data_dir=str(data_dir) if data_dir else None, cache_dir=str(cache_dir) if cache_dir else None,
                       tracking_uri=tracking_uri, experiment=experiment_name)
     name, best = tune(config, runtime, TuneOptions(trials=trials, timeout=timeout, study=study, storage=storage,

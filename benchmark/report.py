@@ -89,7 +89,10 @@ def collect(tracking_uri: str | None, experiments: list[str] | None = None, corp
         if "uar" not in metrics:
             continue
         tuned = ", tuned" if tags.get("tuned_by_study") else ""
-        row = f"{params.get('model')} + {params.get('features')} (norm: {params.get('norm', '?')}{tuned})"
+        features = params.get("features")
+        if params.get("feature_params.model"):  # SSL sets: one row per embedding model and layer choice
+            features = f"{features}[{params['feature_params.model']}, layers {params.get('feature_params.layers')}]"
+        row = f"{params.get('model')} + {features} (norm: {params.get('norm', '?')}{tuned})"
         rows.append({"row": row, "column": column_of(params),
                      "uar": metrics["uar"], "uar_ci_low": metrics.get("uar_ci_low"),
                      "uar_ci_high": metrics.get("uar_ci_high"), "wa": metrics.get("wa"),

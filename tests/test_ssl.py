@@ -274,12 +274,15 @@ def test_bench_run_predict_report_tune_on_a_local_model(tiny_models, tmp_path):
     assert predicted["predictions"][0]["top1"] in EMOTIONS and not predicted["failed"]
 
     bench("report", "--name", "ssl", cwd=tmp_path)
-    assert "svm + hf" in (tmp_path / "reports" / "ssl.md").read_text()
+    assert f"svm + hf[{folder}, layers mean]" in (tmp_path / "reports" / "ssl.md").read_text()
 
-    bench("tune", "--model", "svm", "--features", features, "--corpus", f"folder:{corpus}", "--trials", "2",
-          "--study", "svm-hf", cwd=tmp_path)
-    bench("run", "--model", "svm", "--features", features, "--corpus", f"folder:{corpus}", "--params-from",
-          "svm-hf", "--no-final-model", cwd=tmp_path)
+    last_layer = ("--features", features, "--feature-param", "layers=-1", "--corpus", f"folder:{corpus}")
+    bench("tune", "--model", "svm", *last_layer, "--trials", "2", "--study", "svm-hf", cwd=tmp_path)
+    bench("run", "--model", "svm", *last_layer, "--params-from", "svm-hf", "--no-final-model", cwd=tmp_path)
+    tuned = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+             if r.data.tags.get("tuned_by_study") == "svm-hf"]
+    assert len(tuned) == 1 and tuned[0].data.params["feature_params.layers"] == "-1"
+    assert tuned[0].data.tags["feature_cache_key"] != runs[0].data.tags["feature_cache_key"]
 
 
 def test_sequence_model_trains_on_frames(tiny_models, tmp_path):
