@@ -130,6 +130,7 @@ def prepare(config: RunConfig, runtime: Runtime):
     if config.split not in ("speaker", "random"):
         raise BenchError(f"--split {config.split}: use speaker or random")
     feature_set = get_feature_set(config.resolved_features(), **config.feature_params)
+    feature_set.cache_key()  # finds external weights (SSL models) now: a missing one fails before any run
     model = get_model(config.model, **config.model_kwargs())  # validates parameters
     if model.input_kind == "sequence" and feature_set.level != "frame":
         raise BenchError(f"feature set {feature_set.name} has no frame-level features; model {config.model} "

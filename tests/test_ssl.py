@@ -195,15 +195,17 @@ def test_hub_name_loads_from_the_cache_offline_and_pins_its_commit(tiny_models, 
                                rtol=1e-5, atol=1e-5)
 
 
-def test_missing_hub_model_offline_is_one_line_naming_what_to_download(tmp_path, tiny_models):
-    corpus = write_corpus(tmp_path / "corpus", speakers=1, per_class=1)
+@pytest.mark.parametrize("command", [["features", "extract"], ["run", "--model", "svm"]])
+def test_missing_hub_model_offline_is_one_line_naming_what_to_download(tmp_path, command):
+    corpus = write_corpus(tmp_path / "corpus", speakers=2, per_class=1)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf-home")}
-    out = subprocess.run(["bench", "features", "extract", "--corpus", f"folder:{corpus}", "--features", "wavlm"],
+    out = subprocess.run(["bench", *command, "--corpus", f"folder:{corpus}", "--features", "wavlm"],
                          capture_output=True, text=True, env=env, cwd=tmp_path)
     lines = [line for line in (out.stdout + out.stderr).splitlines() if line.strip()]
     assert out.returncode != 0 and "Traceback" not in out.stderr
     assert len(lines) == 1, lines
     assert "hf download microsoft/wavlm-base-plus" in lines[0] and str(tmp_path / "hf-home") in lines[0]
+    assert not (tmp_path / "mlflow.db").exists()  # it failed before any MLflow run was started
 
 
 def test_extraction_caps_workers_batches_files_and_skips_bad_ones(tiny_models, tmp_path):
@@ -294,3 +296,16 @@ def test_sequence_model_trains_on_frames(tiny_models, tmp_path):
                        feature_params={"layers": -1})
     result = run(config, Runtime(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}", progress=False))
     assert len(result.folds) == 2 and all(0.0 <= row["uar"] <= 1.0 for row in result.folds)
+
+
+def test_throughput_command_reports_cpu_time_per_audio_hour(tiny_models, tmp_path):
+    corpus = write_corpus(tmp_path / "corpus", speakers=1, per_class=2)
+    out = subprocess.run([sys.executable, "-m", "benchmark.features._ssl_speed", "--features",
+                          f"hf:{tiny_models['wav2vec2-layernorm']}", "--corpus", f"folder:{corpus}", "--limit", "3",
+                          "--repeat", "1"], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    import re
+
+    seconds = float(re.search(r"3 files, ([0-9.]+) s of audio", out.stdout).group(1))
+    assert 1.5 <= seconds <= 1.8 and "padded batches: yes" in out.stdout  # three files of 0.5 or 0.6 s
+    assert out.stdout.count("CPU min") == 2 and "batched vs one by one" in out.stdout
