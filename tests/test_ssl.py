@@ -107,6 +107,7 @@ def test_shapes_and_pooling(tiny_models, architecture):
     frames = arrays["frames"].astype(np.float64)
     np.testing.assert_allclose(arrays["functionals"], np.concatenate([frames.mean(0), frames.std(0)]), rtol=1e-5,
                                atol=1e-6)
+    assert len(get_feature_set(f"hf:{folder}").feature_names) == TINY["hidden_size"]  # layers=mean
     pooled_only = get_feature_set(f"hf:{folder}", layers=[1, 2], frames=False, pooling="mean")
     assert pooled_only.level == "utterance"
     only = pooled_only.extract(signal)

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .ssl import SSLModelError
+from .ssl_weights import SSLModelError
 
 log = logging.getLogger(__name__)
 

@@ -23,11 +23,7 @@ Why it is built this way:
 
 from __future__ import annotations
 
-import hashlib
-import logging
-import os
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -35,17 +31,13 @@ import numpy as np
 from ..errors import BenchError
 from ..features import register_feature_set
 from .base import FEATURE_CODE_VERSION, FeatureConfig, FeatureSet, package_version
+from .ssl_weights import ModelSource, SSLModelError, resolve_source
 
-log = logging.getLogger(__name__)
+__all__ = ["HFEmbeddings", "SSLConfig", "SSLModelError", "hf_feature_set"]
+
 
 HF_PREFIX = "hf:"
 POOLINGS = ("mean_std", "mean")
-# Files the weights and preprocessing live in; a local folder's fingerprint hashes these.
-MODEL_FILE_SUFFIXES = (".json", ".safetensors", ".bin", ".pt", ".pth", ".msgpack", ".h5")
-
-
-class SSLModelError(BenchError):
-    """A self-supervised model is missing, cannot be downloaded, or does not fit the options."""
 
 
 @dataclass(frozen=True)
@@ -81,106 +73,6 @@ def parse_layers(value: Any) -> int | tuple[int, ...] | str:
     raise BenchError(f"--feature-param layers={value!r}: use an index (6, -1), a list (4,8) or mean")
 
 
-def is_local(model: str) -> bool:
-    """A folder that exists, or something spelled like a path (then missing is an error, not a hub id)."""
-    return Path(model).expanduser().is_dir() or model.startswith(("/", "./", "../", "~", "."))
-
-
-def hub_cache_dir() -> str:
-    from huggingface_hub import constants
-
-    return constants.HF_HUB_CACHE
-
-
-def _folder_fingerprint(folder: Path) -> str:
-    """SHA-256 over the names and contents of a model folder's weight and config files."""
-    digest = hashlib.sha256()
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in MODEL_FILE_SUFFIXES
-                   and not any(part.startswith(".") for part in p.relative_to(folder).parts))
-    if not files:
-        raise SSLModelError(f"{folder}: no model files (config.json, *.safetensors); save the model there with "
-                            f"save_pretrained, or give a hub id")
-    for path in files:
-        digest.update(str(path.relative_to(folder)).encode() + b"\0")
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
-    return digest.hexdigest()[:16]
-
-
-_FINGERPRINTS: dict[tuple, str] = {}
-
-
-def folder_fingerprint(folder: Path) -> str:
-    """:func:`_folder_fingerprint`, computed once per process while no file changes size or time."""
-    stamp = tuple(sorted((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*") if p.is_file()))
-    if (folder, stamp) not in _FINGERPRINTS:
-        _FINGERPRINTS[(folder, stamp)] = _folder_fingerprint(folder)
-    return _FINGERPRINTS[(folder, stamp)]
-
-
-@dataclass(frozen=True)
-class ModelSource:
-    """Where the weights are on this machine and what identifies them (commit or content hash)."""
-
-    folder: Path
-    identity: str  # "commit:<sha>" for a hub snapshot, "sha256:<hash>" for a local folder
-    commit: str | None
-
-
-def resolve_source(model: str, revision: str | None, set_name: str) -> ModelSource:
-    if not model:
-        raise SSLModelError(f"feature set {set_name} needs a model: use --features hf:<hub id or folder>, "
-                            f"e.g. hf:microsoft/wavlm-base-plus")
-    if is_local(model):
-        folder = Path(model).expanduser().resolve()
-        if not (folder / "config.json").is_file():
-            raise SSLModelError(f"model folder {folder} has no config.json; save a model there with "
-                                f"model.save_pretrained(folder) (and its feature extractor), or give a hub id")
-        return ModelSource(folder, f"sha256:{folder_fingerprint(folder)}", None)
-    return _hub_snapshot(model, revision)
-
-
-def _hub_snapshot(model: str, revision: str | None) -> ModelSource:
-    """The local snapshot of a hub model: from the cache, else downloaded once (main process only)."""
-    from huggingface_hub import snapshot_download
-    from huggingface_hub.utils import logging as hub_logging
-
-    patterns = ["*.json", "*.safetensors", "pytorch_model.bin"]
-    try:
-        folder = snapshot_download(model, revision=revision, local_files_only=True, allow_patterns=patterns)
-    except Exception:  # not cached (LocalEntryNotFoundError), or a revision the cache lacks
-        folder = None
-    if folder is None and not _offline():
-        quiet = hub_logging.get_verbosity()
-        hub_logging.set_verbosity_error()  # one clear line instead of five retry warnings
-        try:
-            log.info("downloading %s into %s", model, hub_cache_dir())
-            folder = snapshot_download(model, revision=revision, allow_patterns=patterns)
-        except Exception as exc:
-            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
-            raise SSLModelError(_missing_message(model, revision, f"download failed: {reason}")) from None
-        finally:
-            hub_logging.set_verbosity(quiet)
-    if folder is None:
-        raise SSLModelError(_missing_message(model, revision, "offline: HF_HUB_OFFLINE is set"))
-    folder = Path(folder)
-    if not (folder / "config.json").is_file():
-        raise SSLModelError(f"hub model {model}: its snapshot {folder} has no config.json; is it an audio model?")
-    return ModelSource(folder, f"commit:{folder.name}", folder.name)
-
-
-def _offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _missing_message(model: str, revision: str | None, reason: str) -> str:
-    at = f" --revision {revision}" if revision else ""
-    return (f"model {model} is not in the Hugging Face cache {hub_cache_dir()} ({reason}); on a machine with "
-            f"network run `hf download {model}{at}` and copy its cache folder here (or point HF_HOME at it), "
-            f"or save the model with save_pretrained and use --features hf:/path/to/folder")
-
-
 @register_feature_set
 class HFEmbeddings(FeatureSet):
     """Hidden states of a Hugging Face speech encoder (wav2vec2/HuBERT/WavLM architectures)."""
@@ -212,6 +104,7 @@ class HFEmbeddings(FeatureSet):
             if self._source.commit and self.config.revision != self._source.commit:
                 # pin: the logged model's metadata then names the exact weights it was trained on
                 self.config = replace(self.config, revision=self._source.commit)
+            self._check_layers(self._model_shape()[1])  # a bad index fails here, before any file
         return self._source
 
     def describe(self) -> dict[str, Any]:
@@ -233,15 +126,19 @@ class HFEmbeddings(FeatureSet):
         if not self.config.model:
             return []
         if self._source is None and self.config.model == self.default_model and self.nominal_width:
-            width, n_layers = self.nominal_width, None  # listing the presets needs no download
+            width = self.nominal_width  # listing the presets needs no download
         else:
-            width, n_layers = self._model_shape()
+            width = self._model_shape()[0]
+        return [f"layer{layer}_{i}" for layer in self._chosen_layers() for i in range(width)]
+
+    def _chosen_layers(self) -> list[int | str]:
         layers = self.config.layers
-        chosen = [layers] if isinstance(layers, int) else list(layers) if isinstance(layers, tuple) else ["mean"]
-        if n_layers is not None:
-            for index in chosen:
+        return [layers] if isinstance(layers, int) else list(layers) if isinstance(layers, tuple) else ["mean"]
+
+    def _check_layers(self, n_layers: int) -> None:
+        for index in self._chosen_layers():
+            if isinstance(index, int):
                 check_layer(index, n_layers, self.config.model)
-        return [f"layer{layer}_{i}" for layer in chosen for i in range(width)]
 
     def _model_shape(self) -> tuple[int, int]:
         import json
@@ -258,9 +155,7 @@ class HFEmbeddings(FeatureSet):
             from ._ssl_torch import load_encoder
 
             self._encoder = load_encoder(self.source.folder, self.config.device, self.config.model)
-            for index in ([self.config.layers] if isinstance(self.config.layers, int) else
-                          self.config.layers if isinstance(self.config.layers, tuple) else []):
-                check_layer(index, self._encoder.n_layers, self.config.model)
+            self._check_layers(self._encoder.n_layers)
         return self._encoder
 
     def extract(self, signal: np.ndarray) -> dict[str, np.ndarray]:
