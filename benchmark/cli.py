@@ -139,13 +139,14 @@ def features_extract(
     cache_dir: Optional[Path] = CacheDir,
     jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Worker processes (default: all cores)."),
     limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N utterances."),
+    feature_param: list[str] = typer.Option([], "--feature-param", help="Feature-set option NAME=VALUE."),
 ):
     """Extract (or load from cache) a feature set for every utterance of a corpus."""
     from .corpora import open_corpus
     from .features import get_feature_set
     from .features.extract import extract_features
 
-    feature_set = get_feature_set(features)
+    feature_set = get_feature_set(features, **parse_assignments(feature_param, "--feature-param"))
     found = open_corpus(corpus, data_dir)
     utterances = found.utterances()[:limit] if limit else found.utterances()
     result = extract_features([(u.id, u.path) for u in utterances], feature_set, cache_dir=cache_dir, jobs=jobs)
@@ -404,6 +405,7 @@ def tune_command(
     storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (sqlite:///optuna.db)."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes sharing the study."),
     inner_folds: int = typer.Option(3, "--inner-folds", min=2, help="Speaker-grouped inner folds."),
+    feature_param: list[str] = typer.Option([], "--feature-param", help="Feature-set option NAME=VALUE."),
     experiment_name: str = typer.Option("ser-bench-tuning", "--experiment-name"),
     data_dir: Optional[Path] = DataDir,
     cache_dir: Optional[Path] = CacheDir,

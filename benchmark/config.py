@@ -203,7 +203,7 @@ def resolve(settings: Mapping[str, Any]) -> RunConfig:
 
     Raises :class:`BenchError` with one line naming the setting and what it expects.
     """
-    from .features import FEATURE_SETS
+    from .features import FEATURE_SETS, split_spec
     from .models import MODELS
     from .normalise import MODES
     from .protocols import PROTOCOLS, requested_classes
@@ -251,10 +251,10 @@ def resolve(settings: Mapping[str, Any]) -> RunConfig:
     given = validate_params(model_cls, model_params, f"model {model_cls.name}")
     model_params = {name: given.get(name, default) for name, (_, default) in signature.items()}
 
-    feature_name = settings.get("features") or model_cls.default_features
+    feature_name, feature_values = split_spec(settings.get("features") or model_cls.default_features,
+                                              dict(settings.get("feature_params", {})))
     feature_cls = FEATURE_SETS.lookup(feature_name)
-    feature_config = validate_dataclass(feature_cls.config_class, settings.get("feature_params", {}),
-                                        f"feature set {feature_name}")
+    feature_config = validate_dataclass(feature_cls.config_class, feature_values, f"feature set {feature_name}")
     if model_cls.input_kind == "sequence" and feature_cls.level != "frame":
         frame_sets = ", ".join(sorted(n for n, c in FEATURE_SETS.items() if c.level == "frame"))
         raise BenchError(f"feature set {feature_name} has no frame-level features; model {model_cls.name} needs "

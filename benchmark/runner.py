@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Iterator
 
 import numpy as np
@@ -114,7 +114,11 @@ def prepare(config: RunConfig, runtime: Runtime) -> Prepared:
     data = protocol.select(by_corpus)
     if config.task.norm == "speaker":
         warn_if_speakers_lack_emotions(data)
-    return Prepared(config, config.build_features(), protocol, data, by_corpus)
+    feature_set = config.build_features()
+    feature_set.cache_key()  # finds external weights (SSL models) now: a missing one fails before any run
+    # the set may pin what it resolved (an SSL model's commit): the logged config says exactly that
+    config = replace(config, features=replace(config.features, params=asdict(feature_set.config)))
+    return Prepared(config, feature_set, protocol, data, by_corpus)
 
 
 def warn_if_speakers_lack_emotions(data) -> None:
@@ -292,7 +296,8 @@ def _logged_run(prepared: Prepared, runtime: Runtime, run_id: str, tuned: TunedP
 
     config = prepared.config
     tracking.log_run_header(config, prepared.protocol, prepared.data.classes, prepared.feature_set.cache_key(),
-                            {name: fingerprint(utts) for name, utts in prepared.by_corpus.items()}, tuned)
+                            {name: fingerprint(utts) for name, utts in prepared.by_corpus.items()}, tuned,
+                            prepared.feature_set.label())
     inputs = build_inputs(prepared, runtime)
     mlflow.log_metrics({"n_skipped_files": len(inputs.skipped), "n_utterances": len(inputs.utterances)})
     if inputs.skipped:

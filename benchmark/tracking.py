@@ -189,7 +189,7 @@ def tensor_signature(n_features: int, n_classes: int, sequence: bool):
 
 # -- what `bench run` logs: the header of a run, each fold, the pooled result, the final model -----
 def log_run_header(config, protocol, classes, feature_cache_key: str, fingerprints: dict[str, str],
-                   tuned=None) -> None:
+                   tuned=None, features_label: str | None = None) -> None:
     """Params (the config's one serialised form, flattened) and the tags reports filter on."""
     import json
 
@@ -198,7 +198,8 @@ def log_run_header(config, protocol, classes, feature_cache_key: str, fingerprin
     params = config.mlflow_params()
     tags = {
         "ser_bench_kind": "run", "git_commit": git_commit(), "feature_cache_key": feature_cache_key,
-        "model": config.model.name, "features": config.features.name, "protocol": config.protocol.name,
+        "model": config.model.name, "features": features_label or config.features.name,
+        "protocol": config.protocol.name,
         "norm": config.task.norm, "classes": ",".join(classes), "n_classes": str(len(classes)),
         "corpora": ",".join(protocol.corpus_names()), "report_column": protocol.column(classes),
         **{f"corpus_fingerprint.{name}": digest for name, digest in fingerprints.items()},

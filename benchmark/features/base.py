@@ -74,6 +74,10 @@ class FeatureSet(ABC):
         Only sets that declare several ``parts`` need to honour the argument.
         """
 
+    def label(self) -> str:
+        """How reports name this set (an SSL set adds its model and layers)."""
+        return self.name
+
     def describe(self) -> dict[str, Any]:
         """Everything that determines the numbers: name, config, library versions."""
         return {
