@@ -22,6 +22,8 @@ data_app = typer.Typer(help="List and download corpora.", no_args_is_help=True)
 features_app = typer.Typer(help="Extract, list and time feature sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
+models_app = typer.Typer(help="Time the Keras networks.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -163,6 +165,33 @@ def features_speed(
     for row in run_speed_benchmark(signals, repeat=repeat):
         table.add_row(row.name, f"{row.ours_s:.3f}", row.reference, f"{row.reference_s:.3f}", f"{row.ratio:.1f}x")
     console.print(f"{len(signals)} files of {corpus} ({seconds:.0f} s of audio), best of {repeat} passes, 1 process")
+    console.print(table)
+
+
+@models_app.command("speed")
+@friendly_errors
+def models_speed(
+    data_dir: Optional[Path] = DataDir,
+    model: list[str] = typer.Option([], "--model", help="local_attn_blstm and/or attn_blstm (default both)."),
+    variant: list[str] = typer.Option([], "--variant", help="pad-to-longest, buckets, buckets+xla (default all)."),
+    epochs: int = typer.Option(3, "--epochs", help="Epochs per fit; the first is timed apart."),
+    rounds: int = typer.Option(2, "--rounds", min=1, help="Fits per variant, alternated."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N EMO-DB files."),
+):
+    """Seconds per training epoch on EMO-DB: old pad-to-longest batching vs length buckets (+ XLA)."""
+    import numpy as np
+
+    from .models.speed import run_model_speed
+
+    results = run_model_speed(data_dir, model or None, epochs, rounds, variant or None, limit,
+                              log=lambda line: console.print(line, highlight=False))
+    table = Table("model", "features", "frames min/max/mean", "variant", "first epoch s", "s/epoch (median)",
+                  "speed-up")
+    for result in results:
+        for name in result.epoch_s:
+            table.add_row(result.model, result.features, "{}/{}/{:.0f}".format(*result.frames), name,
+                          f"{np.median(result.first_epoch_s[name]):.1f}", f"{result.median(name):.2f}",
+                          f"{result.ratio(name):.2f}x" if "pad-to-longest" in result.epoch_s else "-")
     console.print(table)
 
 

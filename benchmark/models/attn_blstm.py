@@ -9,7 +9,7 @@ A Masking layer (no parameters) keeps padded frames out of the attention.
 from __future__ import annotations
 
 from ..models import register_model
-from .keras_base import KerasSequenceClassifier
+from .keras_base import KerasSequenceClassifier, recipe_search_space
 
 
 @register_model
@@ -17,12 +17,13 @@ class AttentionBLSTM(KerasSequenceClassifier):
     name = "attn_blstm"
     description = "BLSTM + attention over time + final states (seed code 2, 758,022 params at 157x46, 6 classes)"
 
-    def __init__(self, units: int = 256, epochs: int = 30, batch_size: int = 32, learning_rate: float = 1e-3,
-                 patience: int = 10, validation_fraction: float = 0.15, class_weight: str | None = None,
-                 seed: int = 0, verbose: int = 0):
-        self.units = units
-        self.epochs, self.batch_size, self.learning_rate, self.patience = epochs, batch_size, learning_rate, patience
-        self.validation_fraction, self.class_weight, self.seed, self.verbose = validation_fraction, class_weight, seed, verbose
+    def __init__(self, units: int = 256,
+                 epochs: int = 100, batch_size: int = 32, learning_rate: float = 1e-3, patience: int = 15,
+                 validation_fraction: float = 0.15, class_weight: str | None = "balanced", clipnorm: float = 1.0,
+                 lr_patience: int = 5, lr_factor: float = 0.5, time_masks: int = 0, time_mask_width: int = 20,
+                 feature_masks: int = 0, feature_mask_width: int = 4, mixup_alpha: float = 0.0,
+                 bucketing: bool = True, jit_compile: bool = False, seed: int = 0, verbose: int = 0):
+        self.keep_params(locals())
 
     def build(self, n_features: int, n_classes: int, n_frames: int | None = None):
         import keras
@@ -45,5 +46,4 @@ class AttentionBLSTM(KerasSequenceClassifier):
 
     @staticmethod
     def search_space(trial):
-        return {"units": trial.suggest_categorical("units", [32, 64, 128, 256]),
-                "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True)}
+        return {"units": trial.suggest_categorical("units", [32, 64, 128, 256]), **recipe_search_space(trial)}

@@ -6,7 +6,7 @@ Masking -> Dense -> Dropout -> Dense -> Dropout -> BLSTM -> local attention pool
 from __future__ import annotations
 
 from ..models import register_model
-from .keras_base import KerasSequenceClassifier
+from .keras_base import KerasSequenceClassifier, recipe_search_space
 
 
 @register_model
@@ -15,12 +15,12 @@ class LocalAttentionBLSTM(KerasSequenceClassifier):
     description = "Masked dense layers + BLSTM + local attention pooling (seed code 1)"
 
     def __init__(self, dense_units: int = 512, lstm_units: int = 128, dropout: float = 0.5,
-                 epochs: int = 30, batch_size: int = 32, learning_rate: float = 1e-3, patience: int = 10,
-                 validation_fraction: float = 0.15, class_weight: str | None = "balanced", seed: int = 0,
-                 verbose: int = 0):
-        self.dense_units, self.lstm_units, self.dropout = dense_units, lstm_units, dropout
-        self.epochs, self.batch_size, self.learning_rate, self.patience = epochs, batch_size, learning_rate, patience
-        self.validation_fraction, self.class_weight, self.seed, self.verbose = validation_fraction, class_weight, seed, verbose
+                 epochs: int = 100, batch_size: int = 32, learning_rate: float = 1e-3, patience: int = 15,
+                 validation_fraction: float = 0.15, class_weight: str | None = "balanced", clipnorm: float = 1.0,
+                 lr_patience: int = 5, lr_factor: float = 0.5, time_masks: int = 0, time_mask_width: int = 20,
+                 feature_masks: int = 0, feature_mask_width: int = 4, mixup_alpha: float = 0.0,
+                 bucketing: bool = True, jit_compile: bool = False, seed: int = 0, verbose: int = 0):
+        self.keep_params(locals())
 
     def build(self, n_features: int, n_classes: int):
         import keras
@@ -43,5 +43,4 @@ class LocalAttentionBLSTM(KerasSequenceClassifier):
     def search_space(trial):
         return {"dense_units": trial.suggest_categorical("dense_units", [64, 128, 256, 512]),
                 "lstm_units": trial.suggest_categorical("lstm_units", [32, 64, 128, 256]),
-                "dropout": trial.suggest_float("dropout", 0.1, 0.6),
-                "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True)}
+                "dropout": trial.suggest_float("dropout", 0.1, 0.6), **recipe_search_space(trial)}
