@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 
 # Each model's feature set when none is given: the report's pairing for its two networks.
 DEFAULT_FEATURES = {"local_attn_blstm": "handcrafted36", "attn_blstm": "librosa46", "svm": "egemaps",
-                    "xgboost": "egemaps"}
+                    "xgboost": "egemaps", "crnn": "logmel"}
 
 
 @dataclass
