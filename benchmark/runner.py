@@ -18,7 +18,7 @@ import numpy as np
 from .corpora import open_corpus
 from .corpora.base import fingerprint
 from .errors import BenchError
-from .features import get_feature_set
+from .features import augmented, get_feature_set
 from .features.extract import extract_features
 from .features.functionals import utterance_vector
 from .metrics import classification_metrics, uar_interval
@@ -174,6 +174,8 @@ def fit_and_predict(config: RunConfig, X, labels, groups, train, test, callbacks
     normaliser = Normaliser(config.norm).fit(take(X, train), groups[train])
     X_train = normaliser.transform(take(X, train), groups[train])
     model = get_model(config.model, **{**config.model_kwargs(), **(params or {})})
+    if getattr(model, "speed_perturb", False) or getattr(model, "noise_snr_db", None) is not None:
+        model.training_copies = augmented.normalised_copies(X, train, groups, normaliser, model)
     model.fit(X_train, labels[train], groups=groups[train], callbacks=callbacks)
     proba = model.predict_proba(normaliser.transform(take(X, test), groups[test])) if len(test) else None
     return model, normaliser, proba
@@ -203,6 +205,8 @@ def build_inputs(config: RunConfig, runtime: Runtime, feature_set, protocol, dat
     utterances = [u for u, k in zip(data.utterances, keep) if k]
     model_cls = MODELS.lookup(config.model)
     X = model_inputs(model_cls, [extraction.features[f"{u.id}@{u.corpus}"] for u in utterances])
+    X = augmented.remember_sources(X, [(f"{u.id}@{u.corpus}", u.path) for u in utterances], feature_set,
+                                   runtime.cache_dir, runtime.jobs)  # for audio-augmented training copies
     folds = [Fold(f.name, index_map[f.train][keep[f.train]], index_map[f.test][keep[f.test]])
              for f in protocol.folds(data)]
     return Inputs(utterances, X, data.labels[keep], data.groups[keep], folds, data.classes, extraction.failed)

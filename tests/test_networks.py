@@ -151,6 +151,21 @@ def test_crnn_zeroes_padded_frames_after_every_convolution():
     assert model.output_shape == (None, 3)
 
 
+def test_crnn_saves_and_reloads_with_its_mask_layers(tmp_path):
+    import keras
+
+    import benchmark.models.keras_layers  # noqa: F401 - registers the layers, as `bench predict` does
+
+    sequences, labels, groups = toy_data(n=12)
+    model = get_model("crnn", epochs=1, batch_size=4, validation_fraction=0.0, **TINY["crnn"])
+    model.fit(sequences, labels, groups=groups)
+    model.model_.save(tmp_path / "crnn.keras")
+    reloaded = keras.saving.load_model(tmp_path / "crnn.keras")
+    batch = np.stack([s[:5] for s in sequences[:3]])
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(reloaded(batch)),
+                               keras.ops.convert_to_numpy(model.model_(batch)), atol=1e-6)
+
+
 def test_crnn_rejects_features_that_do_not_split_into_channels():
     from benchmark.errors import BenchError
 
@@ -201,3 +216,64 @@ def test_bench_models_speed_reports_a_ratio(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "benchmark.cli", "models", "speed", "--data-dir", str(data),
                           "--variant", "turbo"], capture_output=True, text=True, timeout=300)
     assert bad.returncode == 2 and "unknown turbo" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_audio_augmentation_adds_copies_of_training_utterances_only(tmp_path, monkeypatch):
+    """Through the runner's fit_and_predict: speed-perturbed and noisy copies of the training fold's
+    files are added to what the network trains on; validation and test batches are the originals."""
+    from benchmark.features import get_feature_set
+    from benchmark.features.augmented import Augmented, remember_sources
+    from benchmark.features.extract import extract_features
+    from benchmark.models.keras_base import KerasSequenceClassifier
+    from benchmark.normalise import Normaliser
+    from benchmark.runner import RunConfig, fit_and_predict
+
+    wavs = sorted((fake_emodb(tmp_path, n_per_emotion=3) / "emodb" / "wav").glob("*.wav"))
+    feature_set = get_feature_set("handcrafted36")
+    sources = [(p.stem, p) for p in wavs]
+    extraction = extract_features(sources, feature_set, progress=False)
+    X = remember_sources([extraction.features[uid]["frames"] for uid, _ in sources], sources, feature_set)
+    labels = np.array([p.stem[5] for p in wavs])
+    groups = np.array([f"s{i % 3}" for i in range(len(wavs))])  # three speakers: s2 is the test speaker
+    train, test = np.flatnonzero(groups != "s2"), np.flatnonzero(groups == "s2")
+
+    fed = []
+    monkeypatch.setattr(KerasSequenceClassifier, "observe_batches",
+                        staticmethod(lambda kind, batch: fed.append((kind, batch.copy()))))
+    config = RunConfig(model="local_attn_blstm", epochs=2, batch_size=4,
+                       model_params={**TINY["local_attn_blstm"], "speed_perturb": True, "noise_snr_db": 10.0,
+                                     "validation_fraction": 0.0})
+    model, normaliser, proba = fit_and_predict(config, X, labels, groups, train, test)
+    assert proba.shape[0] == test.size
+    rows = {kind: [unpadded(r) for k, b in fed if k == kind for r in b] for kind in ("train", "predict")}
+    assert len(rows["train"]) == 2 * 4 * train.size  # 2 epochs x (original + 0.9 + 1.1 + noise)
+    clean_test = normaliser.transform([X[i] for i in test], groups[test])
+    assert len(rows["predict"]) == test.size
+    assert all(any(np.array_equal(r, t) for t in clean_test) for r in rows["predict"])
+    # exactly the fold's training utterances and their copies (normalised as training data), nothing else
+    from benchmark.features.augmented import normalised_copies
+
+    expected = normaliser.transform([X[i] for i in train], groups[train]) + normalised_copies(
+        X, train, groups, normaliser, model).X
+    first_epoch = rows["train"][: len(rows["train"]) // 2]
+    key = lambda a: (a.shape, a.tobytes())  # noqa: E731
+    assert sorted(map(key, first_epoch)) == sorted(map(key, expected))
+    test_copies = [c for c in normalised_copies(X, test, groups, normaliser, model).X]
+    assert not {key(c) for c in test_copies} & {key(r) for r in rows["train"]}
+    # cached under their own keys, apart from the clean features
+    keys = {Augmented(base="handcrafted36", base_options=tuple(sorted(vars(feature_set.config).items())),
+                      kind=k, value=v).cache_key() for k, v in (("speed", 0.9), ("speed", 1.1), ("noise", 10.0))}
+    assert len(keys | {feature_set.cache_key()}) == 4
+
+
+def test_audio_augmentation_perturbs_deterministically():
+    from benchmark.features.augmented import Augmented
+
+    signal = (0.3 * np.sin(2 * np.pi * 200 * np.arange(16_000) / 16_000)).astype(np.float32)
+    slower = Augmented(kind="speed", value=0.9).perturb(signal)
+    assert abs(len(slower) - 16_000 / 0.9) <= 2
+    noisy = Augmented(kind="noise", value=10.0)
+    first, second = noisy.perturb(signal), noisy.perturb(signal)
+    np.testing.assert_array_equal(first, second)  # the same copy in every fold and process
+    snr = 10 * np.log10(np.mean(signal**2) / np.mean((first - signal) ** 2))
+    assert 9.0 < snr < 11.0

@@ -31,7 +31,7 @@ class CRNN(KerasSequenceClassifier):
                  validation_fraction: float = 0.15, class_weight: str | None = "balanced", clipnorm: float = 1.0,
                  lr_patience: int = 5, lr_factor: float = 0.5, time_masks: int = 0, time_mask_width: int = 20,
                  feature_masks: int = 0, feature_mask_width: int = 4, mixup_alpha: float = 0.0,
-                 bucketing: bool = True, jit_compile: bool = False, seed: int = 0, verbose: int = 0):
+                 speed_perturb: bool = False, noise_snr_db: float | None = None, bucketing: bool = True, jit_compile: bool = False, seed: int = 0, verbose: int = 0):
         self.keep_params(locals())
 
     def build(self, n_features: int, n_classes: int):

@@ -38,6 +38,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "epochs": 100, "batch_size": 32, "learning_rate": 1e-3, "patience": 15, "validation_fraction": 0.15,
     "class_weight": "balanced", "clipnorm": 1.0, "lr_patience": 5, "lr_factor": 0.5,
     "time_masks": 0, "time_mask_width": 20, "feature_masks": 0, "feature_mask_width": 4, "mixup_alpha": 0.0,
+    "speed_perturb": False, "noise_snr_db": None,
     "bucketing": True, "jit_compile": False, "seed": 0, "verbose": 0,
 }
 
@@ -51,6 +52,8 @@ def recipe_search_space(trial) -> dict[str, Any]:
         "time_masks": trial.suggest_int("time_masks", 0, 2),
         "feature_masks": trial.suggest_int("feature_masks", 0, 2),
         "mixup_alpha": trial.suggest_categorical("mixup_alpha", [0.0, 0.2, 0.4]),
+        "speed_perturb": trial.suggest_categorical("speed_perturb", [False, True]),
+        "noise_snr_db": trial.suggest_categorical("noise_snr_db", [None, 10.0, 20.0]),
     }
 
 
@@ -151,6 +154,9 @@ class KerasSequenceClassifier(SERClassifier):
     # Tests set this to a callable(kind, batch) to see exactly what the network is fed:
     # kind is "train", "validation" or "predict".
     observe_batches: Callable[[str, np.ndarray], None] | None = None
+    # Audio-augmented copies of the training utterances (features/augmented.py), set by the runner
+    # when speed_perturb / noise_snr_db ask for them: the model itself only decides which to use.
+    training_copies = None
 
     def keep_params(self, values: dict[str, Any]) -> None:
         """Store ``__init__``'s arguments as attributes (scikit-learn's convention)."""
@@ -187,11 +193,10 @@ class KerasSequenceClassifier(SERClassifier):
         self.model_.compile(optimizer=keras.optimizers.Adam(self.learning_rate, clipnorm=self.clipnorm or None),
                             loss="categorical_crossentropy", metrics=["accuracy"], jit_compile=self.jit_compile)
         self._infer = None
-        sample_weight = np.ones(target.shape[0], dtype=np.float32)
+        weight_of_class = np.ones(n_classes, dtype=np.float32)
         if self.class_weight == "balanced":
             present = np.unique(target[train])
-            per_class = dict(zip(present.tolist(), compute_class_weight("balanced", classes=present, y=target[train])))
-            sample_weight = np.array([per_class.get(t, 1.0) for t in target], dtype=np.float32)
+            weight_of_class[present] = compute_class_weight("balanced", classes=present, y=target[train])
         elif self.class_weight not in (None, "none"):
             raise BenchError(f"class_weight={self.class_weight!r}: use balanced or none")
         onehot = np.eye(n_classes, dtype=np.float32)[target]
@@ -207,16 +212,21 @@ class KerasSequenceClassifier(SERClassifier):
                 factor=self.lr_factor, patience=self.lr_patience, min_lr=1e-5))
         fit_callbacks += list(callbacks or [])  # the caller's see val_uar and the restored weights' history
 
-        train_sequences = [sequences[i] for i in train]
+        train_sequences, train_targets = [sequences[i] for i in train], target[train]
+        copies = self.training_copies
+        if copies is not None and len(copies):  # copies of held-out validation utterances stay out
+            use = np.flatnonzero(np.isin(copies.source, train))
+            train_sequences += [copies.X[k] for k in use]
+            train_targets = np.concatenate([train_targets, target[copies.source[use]]])
         if self.bucketing:
-            data = self._training_dataset(train_sequences, onehot[train], sample_weight[train])
+            data = self._training_dataset(train_sequences, onehot[train_targets], weight_of_class[train_targets])
             history = self.model_.fit(data, epochs=self.epochs, callbacks=fit_callbacks, verbose=self.verbose)
         else:
             if self.time_masks or self.feature_masks or self.mixup_alpha:
                 raise BenchError("augmentation (time_masks, feature_masks, mixup_alpha) needs bucketing=true")
             padded = pad_batch(train_sequences, round_up(max(len(s) for s in train_sequences), self.pad_multiple))
             self._observe("train", padded)
-            history = self.model_.fit(padded, onehot[train], sample_weight=sample_weight[train],
+            history = self.model_.fit(padded, onehot[train_targets], sample_weight=weight_of_class[train_targets],
                                       batch_size=self.batch_size, epochs=self.epochs, shuffle=True,
                                       callbacks=fit_callbacks, verbose=self.verbose)
         self.history_ = history.history
@@ -280,6 +290,7 @@ class KerasSequenceClassifier(SERClassifier):
     def __getstate__(self):
         state = self.__dict__.copy()
         state.pop("_infer", None)
+        state.pop("training_copies", None)  # training data, not part of the model
         return state
 
 
