@@ -220,7 +220,8 @@ class KerasSequenceClassifier(SERClassifier):
             train_targets = np.concatenate([train_targets, target[copies.source[use]]])
         if self.bucketing:
             data = self._training_dataset(train_sequences, onehot[train_targets], weight_of_class[train_targets])
-            history = self.model_.fit(data, epochs=self.epochs, callbacks=fit_callbacks, verbose=self.verbose)
+            history = self.model_.fit(data, epochs=self.epochs, callbacks=fit_callbacks, verbose=self.verbose,
+                                      shuffle=False)  # the buckets are reshuffled every epoch already
         else:
             if self.time_masks or self.feature_masks or self.mixup_alpha:
                 raise BenchError("augmentation (time_masks, feature_masks, mixup_alpha) needs bucketing=true")
