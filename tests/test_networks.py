@@ -147,7 +147,8 @@ def test_crnn_zeroes_padded_frames_after_every_convolution():
     first, second, mask = (keras.ops.convert_to_numpy(t) for t in probe(batch))
     assert first.shape[:2] == (2, 20) and second.shape[:2] == (2, 10)  # time halved by the first pooling
     assert np.all(first[0, 7:] == 0) and np.all(second[0, 4:] == 0)
-    assert mask[0].tolist() == [True] * 4 + [False] * 6 and mask[1].all()  # ceil(7 / 2) pooled frames valid
+    # two time poolings (time_pools=2): ceil(ceil(7 / 2) / 2) = 2 valid frames of 5
+    assert mask.shape == (2, 5) and mask[0].tolist() == [True] * 2 + [False] * 3 and mask[1].all()
     assert model.output_shape == (None, 3)
 
 
