@@ -22,6 +22,8 @@ data_app = typer.Typer(help="List and download corpora.", no_args_is_help=True)
 features_app = typer.Typer(help="Extract, list and time feature sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
+models_app = typer.Typer(help="Time the Keras networks.", no_args_is_help=True)
+app.add_typer(models_app, name="models")
 
 console = Console()
 err_console = Console(stderr=True)
@@ -194,15 +196,16 @@ def bench_command(
     opensmile_files: int = typer.Option(40, "--opensmile-files", min=1, help="Files for the openSMILE old/new timing."),
 ):
     """Time the phases of a run in one process run: start-up, extraction cold/warm, folds, final fit, logging."""
+    from .config import resolve
     from .phases import run_phase_benchmark
-    from .runner import RunConfig, Runtime
+    from .runner import Runtime
 
-    config = RunConfig(model=model, features=features, corpus=corpus, classes=classes,
-                       model_params=parse_assignments(param, "--param"))
+    config = resolve({"model": model, "features": features, "corpus": corpus, "classes": classes,
+                      "model_params": parse_assignments(param, "--param")})
     report = run_phase_benchmark(config, Runtime(data_dir=str(data_dir) if data_dir else None, jobs=jobs),
                                  limit_opensmile=opensmile_files,
                                  log=lambda message: err_console.print(message, highlight=False))
-    table = Table("phase", "s", "note", title=f"{model} + {config.resolved_features()} on {corpus}, {classes} classes")
+    table = Table("phase", "s", "note", title=f"{model} + {config.features.name} on {corpus}, {classes} classes")
     for phase in report.phases:
         table.add_row(phase.name, f"{phase.seconds:.2f}", phase.note)
     console.print(table)
@@ -216,6 +219,33 @@ def bench_command(
     if report.predict_imports:
         console.print("bench predict start-up, cumulative import time by package: "
                       + ", ".join(f"{name} {seconds:.2f} s" for name, seconds in report.predict_imports))
+
+
+@models_app.command("speed")
+@friendly_errors
+def models_speed(
+    data_dir: Optional[Path] = DataDir,
+    model: list[str] = typer.Option([], "--model", help="local_attn_blstm and/or attn_blstm (default both)."),
+    variant: list[str] = typer.Option([], "--variant", help="pad-to-longest, buckets, buckets+xla (default all)."),
+    epochs: int = typer.Option(3, "--epochs", help="Epochs per fit; the first is timed apart."),
+    rounds: int = typer.Option(2, "--rounds", min=1, help="Fits per variant, alternated."),
+    limit: Optional[int] = typer.Option(None, "--limit", min=1, help="Only the first N EMO-DB files."),
+):
+    """Seconds per training epoch on EMO-DB: old pad-to-longest batching vs length buckets (+ XLA)."""
+    import numpy as np
+
+    from .models.speed import run_model_speed
+
+    results = run_model_speed(data_dir, model or None, epochs, rounds, variant or None, limit,
+                              log=lambda line: console.print(line, highlight=False))
+    table = Table("model", "features", "frames min/max/mean", "variant", "first epoch s", "s/epoch (median)",
+                  "speed-up")
+    for result in results:
+        for name in result.epoch_s:
+            table.add_row(result.model, result.features, "{}/{}/{:.0f}".format(*result.frames), name,
+                          f"{np.median(result.first_epoch_s[name]):.1f}", f"{result.median(name):.2f}",
+                          f"{result.ratio(name):.2f}x" if "pad-to-longest" in result.epoch_s else "-")
+    console.print(table)
 
 
 def parse_assignments(items: list[str], option: str) -> dict:

@@ -121,7 +121,6 @@ def run_phase_benchmark(config, runtime, limit_opensmile: int = 40, startup_repe
     from .audio import load_audio
     from .features.extract import extract_features
     from .features.functionals import parts_needed
-    from .models import MODELS
 
     report = PhaseReport()
     log("start-up: fresh interpreters")
@@ -134,9 +133,10 @@ def run_phase_benchmark(config, runtime, limit_opensmile: int = 40, startup_repe
         runtime = replace(runtime, cache_dir=str(Path(scratch) / "cache"), tracking_uri=f"sqlite:///{scratch}/mlflow.db",
                           experiment="ser-bench-phases", progress=False)
         log("prepare: config, corpus")
-        (feature_set, protocol, data, _), seconds = timed(lambda: runner.prepare(config, runtime))
+        prepared, seconds = timed(lambda: runner.prepare(config, runtime))
+        feature_set, data = prepared.feature_set, prepared.data
         report.add("prepare (validate, list the corpus)", seconds)
-        model_cls = MODELS.lookup(config.model)
+        model_cls = config.model_class()
         parts = parts_needed(model_cls.input_kind, feature_set)
         items = [(f"{u.id}@{u.corpus}", u.path) for u in data.utterances]
         for label in ("cold", "warm"):
@@ -157,7 +157,7 @@ def run_phase_benchmark(config, runtime, limit_opensmile: int = 40, startup_repe
             report.ratios.append((f"{feature_set.name} per file: two Smile passes / one pass (frames+functionals)",
                                   totals["old"] / totals["new_both"], f"{len(signals)} files x 2, alternated"))
 
-        inputs, seconds = timed(lambda: runner.build_inputs(config, runtime, feature_set, protocol, data))
+        inputs, seconds = timed(lambda: runner.build_inputs(prepared, runtime))
         report.add("build inputs (warm cache, folds)", seconds)
         X, labels, groups = inputs.X, inputs.labels, inputs.groups
 
@@ -165,16 +165,16 @@ def run_phase_benchmark(config, runtime, limit_opensmile: int = 40, startup_repe
             for fold in inputs.folds:
                 runner.fit_and_predict(model_config, X, labels, groups, fold.train, fold.test)
 
-        log(f"folds: {len(inputs.folds)} x {config.model}")
+        log(f"folds: {len(inputs.folds)} x {config.model.name}")
         _, folds_seconds = timed(lambda: all_folds(config))
         report.add(f"folds ({len(inputs.folds)} fits + predictions)", folds_seconds)
         everything = np.arange(len(labels))
         _, seconds = timed(lambda: runner.fit_and_predict(config, X, labels, groups, everything, everything[:0]))
         report.add("final fit (all data)", seconds)
 
-        if config.model == "xgboost" and "n_jobs" not in config.model_params:
+        if config.model.name == "xgboost" and config.model.params.get("n_jobs") is None:
             log("xgboost threads: n_jobs=2 (old default) vs automatic, alternated")
-            old_config = replace(config, model_params={**config.model_params, "n_jobs": 2})
+            old_config = replace(config, model=replace(config.model, params={**config.model.params, "n_jobs": 2}))
             totals = alternate({"old": lambda _: all_folds(old_config), "new": lambda _: all_folds(config)}, [None])
             report.ratios.append(("xgboost folds: n_jobs=2 / automatic threads", totals["old"] / totals["new"],
                                   f"all {len(inputs.folds)} folds x 2, alternated"))

@@ -23,6 +23,7 @@ from .config import RunConfig
 from .corpora import open_corpus
 from .corpora.base import fingerprint
 from .errors import BenchError
+from .features import augmented
 from .features.extract import extract_features
 from .features.functionals import parts_needed
 from .metrics import classification_metrics, uar_interval
@@ -160,6 +161,9 @@ def build_inputs(prepared: Prepared, runtime: Runtime) -> Inputs:
     index_map = np.cumsum(keep) - 1  # old index -> index among the kept utterances
     utterances = [u for u, k in zip(data.utterances, keep) if k]
     X = model_input(prepared.config.model_class(), [extraction.features[key] for key, k in zip(keys, keep) if k])
+    X = augmented.remember_sources(X, [(key, u.path) for key, u in zip([k for k, kept in zip(keys, keep) if kept],
+                                                                        utterances)],
+                                   prepared.feature_set, runtime.cache_dir, runtime.jobs)  # for training copies
     folds = []
     for fold in prepared.protocol.folds(data):
         train, test = index_map[fold.train][keep[fold.train]], index_map[fold.test][keep[fold.test]]
@@ -177,6 +181,8 @@ def fit_and_predict(config: RunConfig, X, labels, groups, train, test, on_epoch=
     """
     normaliser = Normaliser(config.task.norm).fit(take(X, train), groups[train])
     model = config.build_model(params)
+    if getattr(model, "speed_perturb", False) or getattr(model, "noise_snr_db", None) is not None:
+        model.training_copies = augmented.normalised_copies(X, train, groups, normaliser, model)  # train only
     model.fit(normaliser.transform(take(X, train), groups[train]), labels[train], groups=groups[train],
               on_epoch=on_epoch)
     proba = model.predict_proba(normaliser.transform(take(X, test), groups[test])) if len(test) else None

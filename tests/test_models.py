@@ -6,6 +6,8 @@ from benchmark.models import MODELS, get_model
 
 SMALL = {"local_attn_blstm": {"dense_units": 16, "lstm_units": 8, "epochs": 2, "batch_size": 8},
          "attn_blstm": {"units": 8, "epochs": 2, "batch_size": 8},
+         "crnn": {"filters": 4, "conv_blocks": 2, "projection_units": 8, "lstm_units": 4, "dense_units": 8,
+                  "epochs": 2, "batch_size": 8},
          "svm": {}, "xgboost": {"n_estimators": 20}}
 
 
@@ -39,7 +41,7 @@ def test_every_model_follows_the_sklearn_contract(name):
         assert (model.predict(X) == labels).mean() > 0.9
 
 
-@pytest.mark.parametrize("name", ["local_attn_blstm", "attn_blstm"])
+@pytest.mark.parametrize("name", ["local_attn_blstm", "attn_blstm", "crnn"])
 def test_prediction_does_not_depend_on_batch_mates(name):
     """Padding is masked: an utterance scores the same alone or beside a much longer one."""
     sequences, labels, groups = toy_data()

@@ -9,7 +9,12 @@ A Masking layer (no parameters) keeps padded frames out of the attention.
 from __future__ import annotations
 
 from ..models import register_model
-from .keras_base import KerasSequenceClassifier
+from typing import Annotated
+
+from annotated_types import Ge, Interval
+
+from .keras_base import (SNR, ClassWeight, Count, Fraction, KerasSequenceClassifier, NonNegative, Positive,
+                         recipe_search_space)
 
 
 @register_model
@@ -18,12 +23,13 @@ class AttentionBLSTM(KerasSequenceClassifier):
     default_features = "librosa46"
     description = "BLSTM + attention over time + final states (seed code 2, 758,022 params at 157x46, 6 classes)"
 
-    def __init__(self, units: int = 256, epochs: int = 30, batch_size: int = 32, learning_rate: float = 1e-3,
-                 patience: int = 10, validation_fraction: float = 0.15, class_weight: str | None = None,
-                 seed: int = 0, verbose: int = 0):
-        self.units = units
-        self.epochs, self.batch_size, self.learning_rate, self.patience = epochs, batch_size, learning_rate, patience
-        self.validation_fraction, self.class_weight, self.seed, self.verbose = validation_fraction, class_weight, seed, verbose
+    def __init__(self, units: Count = 256,
+                 epochs: Count = 100, batch_size: Count = 32, learning_rate: Positive = 1e-3, patience: NonNegative = 15,
+                 validation_fraction: Fraction = 0.15, class_weight: ClassWeight = "balanced", clipnorm: Annotated[float, Ge(0)] = 1.0,
+                 lr_patience: NonNegative = 5, lr_factor: Annotated[float, Interval(gt=0, lt=1)] = 0.5, time_masks: NonNegative = 0, time_mask_width: NonNegative = 20,
+                 feature_masks: NonNegative = 0, feature_mask_width: NonNegative = 4, mixup_alpha: Annotated[float, Ge(0)] = 0.0,
+                 speed_perturb: bool = False, noise_snr_db: SNR = None, bucketing: bool = True, jit_compile: bool = False, seed: int = 0, verbose: int = 0):
+        self.keep_params(locals())
 
     def build(self, n_features: int, n_classes: int, n_frames: int | None = None):
         import keras
@@ -46,5 +52,4 @@ class AttentionBLSTM(KerasSequenceClassifier):
 
     @staticmethod
     def search_space(trial):
-        return {"units": trial.suggest_categorical("units", [32, 64, 128, 256]),
-                "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True)}
+        return {"units": trial.suggest_categorical("units", [32, 64, 128, 256]), **recipe_search_space(trial)}

@@ -74,3 +74,63 @@ class WeightedSum(TimeMaskConsumer):
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0][0], input_shape[0][2])
+
+
+# --- frame masks carried by hand through 2-D convolutions (crnn) -------------------------------
+# Conv2D and pooling layers drop Keras masks, so the crnn computes the (batch, time) mask from its
+# input once, zeroes padded frames after every convolution (else a bias would leak into the valid
+# frames beside them through the next kernel) and downsamples the mask with every time pooling.
+
+
+@keras.saving.register_keras_serializable(package="ser_bench")
+class FrameMask(keras.layers.Layer):
+    """(batch, time, features) -> (batch, time) float mask: 1 where a frame is not all zeros (padding)."""
+
+    def call(self, inputs):
+        return ops.cast(ops.any(ops.not_equal(inputs, 0.0), axis=-1), inputs.dtype)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[:2]
+
+
+@keras.saving.register_keras_serializable(package="ser_bench")
+class ZeroPadded(keras.layers.Layer):
+    """[x (batch, time, ...), mask (batch, time)] -> x with padded frames set to exactly zero."""
+
+    def call(self, inputs):
+        values, mask = inputs
+        return values * ops.reshape(mask, ops.shape(mask) + (1,) * (len(values.shape) - 2))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape[0]
+
+
+@keras.saving.register_keras_serializable(package="ser_bench")
+class PoolFrameMask(keras.layers.Layer):
+    """Downsample a (batch, time) mask as ``MaxPooling2D((pool, .), padding="same")`` does time:
+    a pooled frame is valid when any frame it covers is."""
+
+    def __init__(self, pool: int, **kwargs):
+        super().__init__(**kwargs)
+        self.pool = pool
+
+    def call(self, frame_mask):  # not named ``mask``: Keras reserves that argument for its own masks
+        pooled = ops.max_pool(frame_mask[:, :, None], pool_size=self.pool, strides=self.pool, padding="same")
+        return pooled[:, :, 0]
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], None if input_shape[1] is None else -(-input_shape[1] // self.pool))
+
+    def get_config(self):
+        return {**super().get_config(), "pool": self.pool}
+
+
+@keras.saving.register_keras_serializable(package="ser_bench")
+class BoolMask(keras.layers.Layer):
+    """Float (batch, time) mask -> bool, the form LSTM and attention layers take as ``mask=``."""
+
+    def call(self, frame_mask):
+        return ops.cast(frame_mask, "bool")
+
+    def compute_output_shape(self, input_shape):
+        return input_shape

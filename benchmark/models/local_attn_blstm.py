@@ -6,7 +6,12 @@ Masking -> Dense -> Dropout -> Dense -> Dropout -> BLSTM -> local attention pool
 from __future__ import annotations
 
 from ..models import register_model
-from .keras_base import KerasSequenceClassifier
+from typing import Annotated
+
+from annotated_types import Ge, Interval
+
+from .keras_base import (SNR, ClassWeight, Count, Fraction, KerasSequenceClassifier, NonNegative, Positive,
+                         recipe_search_space)
 
 
 @register_model
@@ -15,13 +20,13 @@ class LocalAttentionBLSTM(KerasSequenceClassifier):
     default_features = "handcrafted36"
     description = "Masked dense layers + BLSTM + local attention pooling (seed code 1)"
 
-    def __init__(self, dense_units: int = 512, lstm_units: int = 128, dropout: float = 0.5,
-                 epochs: int = 30, batch_size: int = 32, learning_rate: float = 1e-3, patience: int = 10,
-                 validation_fraction: float = 0.15, class_weight: str | None = "balanced", seed: int = 0,
-                 verbose: int = 0):
-        self.dense_units, self.lstm_units, self.dropout = dense_units, lstm_units, dropout
-        self.epochs, self.batch_size, self.learning_rate, self.patience = epochs, batch_size, learning_rate, patience
-        self.validation_fraction, self.class_weight, self.seed, self.verbose = validation_fraction, class_weight, seed, verbose
+    def __init__(self, dense_units: Count = 512, lstm_units: Count = 128, dropout: Fraction = 0.5,
+                 epochs: Count = 100, batch_size: Count = 32, learning_rate: Positive = 1e-3, patience: NonNegative = 15,
+                 validation_fraction: Fraction = 0.15, class_weight: ClassWeight = "balanced", clipnorm: Annotated[float, Ge(0)] = 1.0,
+                 lr_patience: NonNegative = 5, lr_factor: Annotated[float, Interval(gt=0, lt=1)] = 0.5, time_masks: NonNegative = 0, time_mask_width: NonNegative = 20,
+                 feature_masks: NonNegative = 0, feature_mask_width: NonNegative = 4, mixup_alpha: Annotated[float, Ge(0)] = 0.0,
+                 speed_perturb: bool = False, noise_snr_db: SNR = None, bucketing: bool = True, jit_compile: bool = False, seed: int = 0, verbose: int = 0):
+        self.keep_params(locals())
 
     def build(self, n_features: int, n_classes: int):
         import keras
@@ -44,5 +49,4 @@ class LocalAttentionBLSTM(KerasSequenceClassifier):
     def search_space(trial):
         return {"dense_units": trial.suggest_categorical("dense_units", [64, 128, 256, 512]),
                 "lstm_units": trial.suggest_categorical("lstm_units", [32, 64, 128, 256]),
-                "dropout": trial.suggest_float("dropout", 0.1, 0.6),
-                "learning_rate": trial.suggest_float("learning_rate", 1e-4, 3e-3, log=True)}
+                "dropout": trial.suggest_float("dropout", 0.1, 0.6), **recipe_search_space(trial)}
