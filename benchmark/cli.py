@@ -435,7 +435,6 @@ def tune_command(
     storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (sqlite:///optuna.db)."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes sharing the study."),
     inner_folds: int = typer.Option(3, "--inner-folds", min=2, help="Speaker-grouped inner folds."),
-    feature_param: list[str] = typer.Option([], "--feature-param", help="Feature-set option NAME=VALUE."),
     experiment_name: str = typer.Option("ser-bench-tuning", "--experiment-name"),
     data_dir: Optional[Path] = DataDir,
     cache_dir: Optional[Path] = CacheDir,
