@@ -142,6 +142,15 @@ def explain(exc: BaseException, uri: str | None = None) -> StoreError | None:
     if "could not find a registered" in text or "unsupported uri" in text:
         return StoreError(f"--tracking-uri {uri}: not a tracking store MLflow knows; use sqlite:///PATH, "
                           f"postgresql://... or http(s)://HOST:PORT")
-    if "max retries exceeded" in text or "connection refused" in text:
+    if "unable to open database file" in text:
+        return StoreError(f"{where}: sqlite cannot open this file (a folder, or a folder that cannot be created?); "
+                          f"pass --tracking-uri sqlite:///PATH/TO/mlflow.db")
+    if isinstance(exc, ModuleNotFoundError):
+        return StoreError(f"--tracking-uri {uri}: its database driver is not installed ({exc.name}); "
+                          f"pip install {exc.name} (for PostgreSQL: pip install psycopg2-binary)")
+    if "api request to" in text:
+        return StoreError(f"--tracking-uri {uri}: the server answered, but not as an MLflow tracking server "
+                          f"({str(exc).splitlines()[0][:200]}); check the host and port")
+    if "max retries exceeded" in text or "connection refused" in text or "could not connect" in text:
         return StoreError(f"--tracking-uri {uri}: the tracking server does not answer; start it or fix the URI")
     return None

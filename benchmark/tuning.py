@@ -268,8 +268,9 @@ def tune(config: RunConfig, runtime: Runtime, options: TuneOptions) -> tuple[str
 
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
     quiet = Runtime(**{**asdict(runtime), "progress": False})
-    with lifecycle.sigterm_as_interrupt(), ProcessPoolExecutor(
-            options.jobs, mp_context=multiprocessing.get_context(method)) as pool:
+    with lifecycle.sigterm_as_interrupt(), ProcessPoolExecutor(  # workers exit if we are kill -9'd
+            options.jobs, mp_context=multiprocessing.get_context(method), initializer=lifecycle.exit_with_parent,
+            initargs=(os.getpid(),)) as pool:
         try:
             results = [pool.submit(_worker, config, quiet, options, name) for _ in range(options.jobs)]
             outcome = [r.result() for r in results]

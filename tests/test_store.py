@@ -24,7 +24,7 @@ def _open_stores(root: str, barrier, results) -> None:
     for repetition in range(REPETITIONS):
         barrier.wait(timeout=300)
         try:
-            tracking.use_store(f"sqlite:///{root}/rep{repetition}/mlflow.db", "ser-bench", attempts=1)
+            tracking.use_store(f"sqlite:///{root}/rep{repetition}/mlflow.db", "ser-bench")  # retries as users get
             results.put((repetition, "ok"))
         except BaseException as exc:  # noqa: BLE001 - reported to the test
             results.put((repetition, f"{type(exc).__name__}: {str(exc)[:300]}"))
@@ -114,3 +114,30 @@ def test_store_on_a_full_disk_is_one_line(tmp_path):
                        "--tracking-uri", f"sqlite:///{mount}/mlflow.db", "--folds", "2", cwd=tmp_path)
         line = one_line_error(result)
         assert "no space left" in line
+
+
+def test_store_path_that_is_a_folder_is_one_line(tmp_path):
+    (tmp_path / "adir").mkdir()
+    corpus = tone_corpus(tmp_path / "corpus", speakers=2, per_emotion=1)
+    line = one_line_error(bench("run", "--model", "svm", "--features", "librosa46", "--corpus", f"folder:{corpus}",
+                                "--tracking-uri", f"sqlite:///{tmp_path}/adir", cwd=tmp_path))
+    assert str(tmp_path / "adir") in line
+
+
+def test_a_web_server_that_is_not_mlflow_is_one_line(tmp_path):
+    import threading
+    from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
+
+    class Quiet(SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), lambda *a: Quiet(*a, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        line = one_line_error(bench("report", "--tracking-uri", f"http://127.0.0.1:{server.server_address[1]}",
+                                    "--out-dir", str(tmp_path / "r"), cwd=tmp_path))
+        assert "127.0.0.1" in line
+    finally:
+        server.shutdown()
+        server.server_close()

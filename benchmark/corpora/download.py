@@ -34,6 +34,7 @@ CHUNK = 1 << 16
 MAX_MEMBER_BYTES = 2 << 30
 MAX_TOTAL_BYTES = 16 << 30
 MAX_RATIO = 200
+MAX_MEMBERS = 100_000  # ShEMO has 3000 files; millions of empty members would exhaust inodes
 
 
 @dataclass(frozen=True)
@@ -141,6 +142,8 @@ def verify(archive_path: Path, archive: Archive, expected_sha256: str | None = N
 def check_sizes(archive_path: Path, infos, max_member: int, max_total: int, max_ratio: float) -> None:
     """Refuse an archive whose declared sizes exceed the caps (before anything is written)."""
     total = 0
+    if len(infos) > MAX_MEMBERS:
+        raise DownloadError(f"{archive_path}: holds {len(infos):,} members (limit {MAX_MEMBERS:,}); refusing to extract")
     for info in infos:
         total += info.file_size
         if info.file_size > max_member:
