@@ -122,6 +122,8 @@ def model_inputs(model_cls, arrays_list: list[dict[str, np.ndarray]]):
 
 
 def take(X, index: np.ndarray):
+    if isinstance(X, augmented.FrameSources):  # keeps the files, for audio-augmented training copies
+        return X.subset(index)
     return X[index] if isinstance(X, np.ndarray) else [X[i] for i in index]
 
 
