@@ -89,6 +89,8 @@ def subsample(utterances: list, per_speaker_class: int | None, max_speakers: int
 
 
 def take(X, index: np.ndarray):
+    if isinstance(X, augmented.FrameSources):  # keeps the files, for audio-augmented training copies
+        return X.subset(index)
     return X[index] if isinstance(X, np.ndarray) else [X[i] for i in index]
 
 

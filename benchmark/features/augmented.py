@@ -103,6 +103,10 @@ class FrameSources(list):
     cache_dir: str | None
     jobs: int | None
 
+    def subset(self, index) -> "FrameSources":
+        return remember_sources([self[i] for i in index], [self.sources[i] for i in index], self.feature_set,
+                                self.cache_dir, self.jobs)
+
 
 def remember_sources(X, sources, feature_set: FeatureSet, cache_dir=None, jobs=None):
     if not isinstance(X, list):
