@@ -27,7 +27,7 @@ class Shift:
     norm: str
     distances: np.ndarray  # per feature: |median test - training mean| / training SD
     names: list[str]
-    sd: float = SD
+    sd: float
 
     @property
     def far(self) -> np.ndarray:
@@ -71,18 +71,20 @@ def distances(train, test) -> np.ndarray:
     return np.abs(np.median(test, axis=0) - train.mean(axis=0)) / std
 
 
-def measure(norm: str, X, groups, train: np.ndarray, test: np.ndarray, fold: str, names: list[str]) -> Shift:
+def measure(norm: str, X, groups, train: np.ndarray, test: np.ndarray, fold: str, names: list[str],
+            sd: float | None = None) -> Shift:
     """The shift of one fold after normalising as ``fit_and_predict`` does (training statistics)."""
     take = (lambda idx: X[idx]) if isinstance(X, np.ndarray) else (lambda idx: [X[i] for i in idx])
     normaliser = Normaliser(norm).fit(take(train), groups[train])
     d = distances(normaliser.transform(take(train), groups[train]), normaliser.transform(take(test), groups[test]))
     if len(names) != len(d):
         names = [f"feature_{j}" for j in range(len(d))]
-    return Shift(fold, norm, d, list(names))
+    return Shift(fold, norm, d, list(names), SD if sd is None else sd)
 
 
-def check_folds(norm: str, inputs, names: list[str], min_fraction: float = MIN_FRACTION) -> Shift | None:
+def check_folds(norm: str, inputs, names: list[str], min_fraction: float | None = None) -> Shift | None:
     """The most shifted fold of a run if at least ``min_fraction`` of its features lie far out, else None."""
+    min_fraction = MIN_FRACTION if min_fraction is None else min_fraction
     worst = None
     for fold in inputs.folds:
         if len(fold.test) == 0 or len(fold.train) < 2:

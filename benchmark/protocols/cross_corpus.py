@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from sklearn.model_selection import PredefinedSplit
 
 from ..errors import BenchError
 from ..protocols import register_protocol
@@ -49,11 +48,23 @@ class CrossCorpus(Protocol):
         return select_shared(self.corpus_names(), utterances_by_corpus, self.classes, f"cross_corpus {self.slug()}")
 
     def splitter(self, data):
-        # -1: always in training; k: the fold of the k-th test corpus
-        test_fold = np.full(len(data.corpora), -1)
-        for k, name in enumerate(self.params.test_corpus):
-            test_fold[data.corpora == name] = k
-        return PredefinedSplit(test_fold)
+        train = np.flatnonzero(np.isin(data.corpora, self.params.train_corpus))
+        return FixedSplits([(train, np.flatnonzero(data.corpora == name)) for name in self.params.test_corpus
+                            if (data.corpora == name).any()])
 
     def fold_names(self, data, folds):
         return [f"{self.train_name()}->{data.corpora[test[0]]}" for _, test in folds]
+
+
+class FixedSplits:
+    """Given (train, test) index pairs as an sklearn splitter. (``PredefinedSplit`` would put the
+    other test corpora into each fold's training set: a test corpus must never train.)"""
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+
+    def split(self, X=None, y=None, groups=None):
+        yield from self.pairs
+
+    def get_n_splits(self, X=None, y=None, groups=None):
+        return len(self.pairs)
