@@ -234,7 +234,7 @@ def test_map_renames_emotions_before_classes_are_chosen(data_dir, tmp_path):
         resolve({"model": "svm", "map": "a=b,a=c"})
 
 
-def test_cli_map_and_multi_corpus_options_as_typed(data_dir, tmp_path):
+def test_cli_map_and_multi_corpus_options_as_typed(data_dir, tmp_path, caplog):
     """`bench run --protocol cross_corpus --train-corpus emodb,urdu --test-corpus shemo --map ...`"""
     from mlflow import MlflowClient
 
@@ -245,7 +245,8 @@ def test_cli_map_and_multi_corpus_options_as_typed(data_dir, tmp_path):
                               "--no-final-model", "--data-dir", str(data_dir), "--cache-dir", str(tmp_path / "c"),
                               "--tracking-uri", uri], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert "emotions used: anger, happiness, neutral, sadness" in result.output
+    assert "emotions used: anger, happiness, neutral, sadness" in caplog.text  # printed as a warning line
+    assert "emodb drops fear" in caplog.text
     client = MlflowClient(tracking_uri=uri)
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     (parent,) = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
