@@ -259,7 +259,9 @@ def _logged_run(prepared: Prepared, runtime: Runtime, run_id: str, tuned: TunedP
                             {name: fingerprint(utts) for name, utts in prepared.by_corpus.items()}, tuned,
                             prepared.data.notes)
     inputs = build_inputs(prepared, runtime)
-    shift = feature_shift.check_folds(config.task.norm, inputs, prepared.feature_set.feature_names)
+    n_columns = inputs.X.shape[1] if isinstance(inputs.X, np.ndarray) else inputs.X[0].shape[1]
+    shift = feature_shift.check_folds(config.task.norm, inputs,
+                                      feature_shift.column_names(prepared.feature_set, n_columns))
     if shift:  # before training: a model fitted on data the test set does not resemble is worth a warning
         log.warning(shift.message())
         tracking.log_feature_shift(shift.message(), shift.table())
