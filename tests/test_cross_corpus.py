@@ -46,8 +46,14 @@ def store(tmp_path_factory):
     return f"sqlite:///{tmp_path_factory.mktemp('mlflow') / 'mlflow.db'}"
 
 
-def runtime(data_dir, store, tmp_path, **kw):
-    return Runtime(data_dir=str(data_dir), cache_dir=str(tmp_path / "cache"), tracking_uri=store, jobs=1,
+@pytest.fixture(scope="module")
+def features_cache(tmp_path_factory):
+    """One feature cache for this module's runs: each synthetic file is extracted once."""
+    return tmp_path_factory.mktemp("features")
+
+
+def runtime(data_dir, store, features_cache, **kw):
+    return Runtime(data_dir=str(data_dir), cache_dir=str(features_cache), tracking_uri=store, jobs=1,
                    progress=False, **kw)
 
 
@@ -113,10 +119,10 @@ def recording_model():
     MODELS.pop(RecordingSVM.name)
 
 
-def test_no_test_corpus_utterance_reaches_training(recording_model, data_dir, store, tmp_path):
+def test_no_test_corpus_utterance_reaches_training(recording_model, data_dir, store, tmp_path, features_cache):
     config = resolve({"model": recording_model.name, "protocol": "leave_one_corpus_out", "corpora": "emodb,urdu,shemo",
                       "final_model": False, **SLICE})
-    result = run(config, runtime(data_dir, store, tmp_path))
+    result = run(config, runtime(data_dir, store, features_cache))
     assert [f["fold"] for f in result.folds] == ["urdu+shemo->emodb", "emodb+shemo->urdu", "emodb+urdu->shemo"]
     assert len(recording_model.fits) == 3
     for (groups, labels), held_out in zip(recording_model.fits, ("emodb", "urdu", "shemo")):
@@ -125,12 +131,12 @@ def test_no_test_corpus_utterance_reaches_training(recording_model, data_dir, st
         assert set(labels) <= set(result.classes)
 
 
-def test_tuning_sees_the_training_corpora_only(recording_model, data_dir, store, tmp_path):
+def test_tuning_sees_the_training_corpora_only(recording_model, data_dir, store, tmp_path, features_cache):
     from benchmark.tuning import TuneOptions, tune
 
     config = resolve({"model": recording_model.name, "protocol": "cross_corpus", "train_corpus": "emodb",
                       "test_corpus": "urdu", **SLICE})
-    tune(config, runtime(data_dir, store, tmp_path, experiment="tuning"),
+    tune(config, runtime(data_dir, store, features_cache, experiment="tuning"),
          TuneOptions(trials=2, storage=f"sqlite:///{tmp_path / 'optuna.db'}", inner_folds=2))
     assert len(recording_model.fits) >= 2  # inner folds of the trials
     for groups, _ in recording_model.fits:
@@ -156,11 +162,11 @@ def test_corpus_norm_standardises_each_corpus_with_its_own_statistics():
                                   .transform(sequences, groups)]), out, atol=1e-5)
 
 
-def test_corpus_norm_uses_no_test_labels(data_dir, tmp_path):
+def test_corpus_norm_uses_no_test_labels(data_dir, tmp_path, features_cache):
     """Permute the test corpus's labels: normalised features and every prediction stay identical."""
     config = resolve({"model": "svm", "protocol": "cross_corpus", "train_corpus": "emodb", "test_corpus": "urdu",
                       "norm": "corpus", **SLICE})
-    rt = Runtime(data_dir=str(data_dir), cache_dir=str(tmp_path / "cache"), jobs=1, progress=False)
+    rt = Runtime(data_dir=str(data_dir), cache_dir=str(features_cache), jobs=1, progress=False)
     inputs = build_inputs(prepare(config, rt), rt)
     (fold,) = inputs.folds
     permuted = inputs.labels.copy()
@@ -203,7 +209,7 @@ def test_feature_shift_warns_on_shifted_data_only():
     assert distances(train, shifted)[3] > 5 > distances(train, shifted)[0]
 
 
-def test_run_logs_the_shift_warning_as_a_tag(data_dir, store, tmp_path, monkeypatch):
+def test_run_logs_the_shift_warning_as_a_tag(data_dir, store, tmp_path, features_cache, monkeypatch):
     from mlflow import MlflowClient
 
     import benchmark.feature_shift as feature_shift
@@ -212,17 +218,17 @@ def test_run_logs_the_shift_warning_as_a_tag(data_dir, store, tmp_path, monkeypa
     monkeypatch.setattr(feature_shift, "SD", 0.5)            # small synthetic run warns for sure
     config = resolve({"model": "svm", "protocol": "cross_corpus", "train_corpus": "emodb", "test_corpus": "urdu",
                       "norm": "none", "final_model": False, **SLICE})
-    result = run(config, runtime(data_dir, store, tmp_path))
+    result = run(config, runtime(data_dir, store, features_cache))
     tags = MlflowClient(tracking_uri=store).get_run(result.run_id).data.tags
     assert "try --norm corpus" in tags["feature_shift_warning"]
     assert "emotions used: anger, happiness, neutral, sadness" in tags["protocol_notes"]
 
 
 # -- --map -------------------------------------------------------------------------------------------
-def test_map_renames_emotions_before_classes_are_chosen(data_dir, tmp_path):
+def test_map_renames_emotions_before_classes_are_chosen(data_dir, tmp_path, features_cache):
     config = resolve({"model": "svm", "map": "boredom=neutral", **SLICE})
     assert config.task.map == "boredom=neutral" and config.mlflow_params()["task.map"] == "boredom=neutral"
-    rt = Runtime(data_dir=str(data_dir), cache_dir=str(tmp_path / "cache"), jobs=1, progress=False)
+    rt = Runtime(data_dir=str(data_dir), cache_dir=str(features_cache), jobs=1, progress=False)
     plain = prepare(resolve({"model": "svm", **SLICE}), rt).data
     mapped = prepare(config, rt).data
     assert "boredom" in plain.classes and "boredom" not in mapped.classes
@@ -234,7 +240,7 @@ def test_map_renames_emotions_before_classes_are_chosen(data_dir, tmp_path):
         resolve({"model": "svm", "map": "a=b,a=c"})
 
 
-def test_cli_map_and_multi_corpus_options_as_typed(data_dir, tmp_path, caplog):
+def test_cli_map_and_multi_corpus_options_as_typed(data_dir, tmp_path, features_cache, caplog):
     """`bench run --protocol cross_corpus --train-corpus emodb,urdu --test-corpus shemo --map ...`"""
     from mlflow import MlflowClient
 
@@ -242,7 +248,7 @@ def test_cli_map_and_multi_corpus_options_as_typed(data_dir, tmp_path, caplog):
     result = cli.invoke(app, ["run", "--model", "svm", "--features", "handcrafted36", "--protocol", "cross_corpus",
                               "--train-corpus", "emodb,urdu", "--test-corpus", "shemo", "--map", "boredom=neutral",
                               "--map", "disgust=anger", "--max-speakers", "3", "--max-per-speaker-class", "1",
-                              "--no-final-model", "--data-dir", str(data_dir), "--cache-dir", str(tmp_path / "c"),
+                              "--no-final-model", "--data-dir", str(data_dir), "--cache-dir", str(features_cache),
                               "--tracking-uri", uri], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
     assert "emotions used: anger, happiness, neutral, sadness" in caplog.text  # printed as a warning line
@@ -257,16 +263,17 @@ def test_cli_map_and_multi_corpus_options_as_typed(data_dir, tmp_path, caplog):
 
 
 # -- the cross-corpus matrix -------------------------------------------------------------------------
-def test_report_matrix_has_one_cell_per_train_and_test_corpus(data_dir, tmp_path):
+def test_report_matrix_has_one_cell_per_train_and_test_corpus(data_dir, tmp_path, features_cache):
     from mlflow import MlflowClient
 
     uri = f"sqlite:///{tmp_path / 'matrix.db'}"
-    rt = runtime(data_dir, uri, tmp_path, experiment="matrix")
+    rt = runtime(data_dir, uri, features_cache, experiment="matrix")
     base = {"model": "svm", "classes": "4", "final_model": False, **SLICE}
     cross = run(resolve({**base, "protocol": "cross_corpus", "train_corpus": "emodb", "test_corpus": "urdu,shemo"}), rt)
     loco = run(resolve({**base, "protocol": "leave_one_corpus_out", "corpora": "emodb,urdu"}), rt)
     run(resolve({**base, "protocol": "within_corpus", "corpus": "urdu"}), rt)
-    run(resolve({**base, "model": "xgboost", "protocol": "leave_one_corpus_out", "corpora": "emodb,urdu"}), rt)
+    run(resolve({**base, "model": "xgboost", "model_params": {"n_estimators": 10}, "protocol": "leave_one_corpus_out",
+                 "corpora": "emodb,urdu"}), rt)
 
     def matrix(out, *extra):
         result = cli.invoke(app, ["report", "--matrix", "--name", "m", "--out-dir", str(out), "--tracking-uri", uri,
