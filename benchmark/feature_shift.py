@@ -113,3 +113,9 @@ def check_folds(norm: str, inputs, names: list[str], min_fraction: float | None 
         if worst is None or shift.fraction > worst.fraction:
             worst = shift
     return worst if worst is not None and worst.fraction >= min_fraction and worst.far.any() else None
+
+
+def check_run(norm: str, inputs, feature_set) -> Shift | None:
+    """:func:`check_folds` on a run's inputs, with the feature set's column names."""
+    n_columns = inputs.X.shape[1] if isinstance(inputs.X, np.ndarray) else inputs.X[0].shape[1]
+    return check_folds(norm, inputs, column_names(feature_set, n_columns))

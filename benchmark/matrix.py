@@ -2,8 +2,8 @@
 
 Rows are what a model was trained on (a corpus or a set such as ``emodb+urdu``), columns the
 corpus it was tested on, a cell the UAR with its bootstrap 95% interval of the latest run that
-scored that pair. One matrix per model + feature set + normalisation + class set, so a cell never
-mixes tasks. It reads only what every run logs -- the fold runs' ``train_corpora`` tags and the
+scored that pair. One matrix per model (with its parameters) + feature set + normalisation + class
+set, so a cell never mixes tasks or settings. It reads only what every run logs -- the fold runs' ``train_corpora`` tags and the
 parent's ``predictions.csv`` (which names each test utterance's corpus and fold) -- so any
 protocol fills it without being named here: ``cross_corpus`` and ``leave_one_corpus_out`` give
 the off-diagonal cells, ``within_corpus`` (speaker-independent folds pooled) the diagonal.
@@ -57,8 +57,10 @@ def collect_matrix(tracking_uri: str | None, experiments: list[str] | None = Non
         if (model and tags.get("model") != model) or (features and tags.get("features") != features):
             continue
         tuned = ", tuned" if tags.get("tuned_by_study") else ""
-        matrix = (f"{tags.get('model')} + {tags.get('features')} (norm: {tags.get('norm', '?')}{tuned}), "
-                  f"{tags.get('n_classes')} classes: {tags.get('classes', '').replace(',', ', ')}")
+        model_params = ", ".join(f"{k.split('.', 1)[1]}={v}" for k, v in sorted(r.data.params.items())
+                                 if k.startswith("model.") and k not in ("model.name", "model.seed"))
+        matrix = (f"{tags.get('model')} + {tags.get('features')} (norm: {tags.get('norm', '?')}{tuned}; "
+                  f"{model_params}), {tags.get('n_classes')} classes: {tags.get('classes', '').replace(',', ', ')}")
         try:
             path = mlflow.artifacts.download_artifacts(run_id=r.info.run_id, artifact_path="predictions.csv",
                                                        tracking_uri=uri)

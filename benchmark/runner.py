@@ -259,9 +259,7 @@ def _logged_run(prepared: Prepared, runtime: Runtime, run_id: str, tuned: TunedP
                             {name: fingerprint(utts) for name, utts in prepared.by_corpus.items()}, tuned,
                             prepared.data.notes)
     inputs = build_inputs(prepared, runtime)
-    n_columns = inputs.X.shape[1] if isinstance(inputs.X, np.ndarray) else inputs.X[0].shape[1]
-    shift = feature_shift.check_folds(config.task.norm, inputs,
-                                      feature_shift.column_names(prepared.feature_set, n_columns))
+    shift = feature_shift.check_run(config.task.norm, inputs, prepared.feature_set)
     if shift:  # before training: a model fitted on data the test set does not resemble is worth a warning
         log.warning(shift.message())
         tracking.log_feature_shift(shift.message(), shift.table())
