@@ -157,6 +157,11 @@ def test_corpus_norm_standardises_each_corpus_with_its_own_statistics():
         assert np.allclose(both[groups == speaker].mean(axis=0), 0, atol=1e-4)
     rows = both[np.char.startswith(groups, "b:")]  # ... and scaled by its corpus's spread
     assert np.allclose(rows.std(axis=0), 1, atol=1e-4)
+    # `bench predict` passes one group (0) for the files given together; one file uses the training statistics
+    fitted = Normaliser("corpus").fit(X[:40], groups[:40])
+    assert np.allclose(fitted.transform(X[40:], np.zeros(30, dtype=int)), out[40:], atol=1e-5)
+    assert np.allclose(fitted.transform(X[40:41], np.zeros(1, dtype=int)), (X[40:41] - X[:40].mean(0)) / X[:40].std(0),
+                       atol=1e-4)
     sequences = [x[None, :].repeat(3, axis=0) for x in X]  # sequence input works the same way
     assert np.allclose(np.vstack([s[0] for s in Normaliser("corpus").fit(sequences[:40], groups[:40])
                                   .transform(sequences, groups)]), out, atol=1e-5)
