@@ -227,6 +227,7 @@ def protocol_settings() -> list[tuple]:
     for cls in sorted(PROTOCOLS.values(), key=lambda c: c.name):
         for f in fields(cls.Params):
             default = f.default if f.default is not MISSING else "required"
+            default = ",".join(default) if isinstance(default, tuple) else default  # --corpora emodb,urdu
             owners.setdefault(f.name, []).append(f"{cls.name} (default {default})")
     return [(name, str, f"--{name.replace('_', '-')}", lambda where=where: "Protocol parameter of " + "; ".join(where) + ".")
             for name, where in owners.items()]
