@@ -281,7 +281,8 @@ RUN_SETTINGS = [
     ("protocol", str, "--protocol", lambda: f"One of: {_registry_names('protocol')} (default within_corpus)."),
     # + one option per protocol parameter, from the protocols' own Params (protocol_settings below)
     ("classes", str, "--classes", lambda: "all (default), 2, 4, 5, 6, 7 or a list like anger,sadness."),
-    ("norm", str, "--norm", lambda: "none, global (default) or speaker (only if every speaker covers the emotions)."),
+    ("norm", str, "--norm", lambda: "none, global (default), speaker (only if every speaker covers the emotions), "
+                                    "corpus (each corpus with its own unlabelled statistics) or corpus+speaker."),
     ("seed", int, "--seed", lambda: "Seed of every random step (default 0)."),
     ("epochs", int, "--epochs", lambda: "Shortcut for --param epochs=N (models trained in epochs)."),
     ("batch_size", int, "--batch-size", lambda: "Shortcut for --param batch_size=N."),
@@ -292,6 +293,8 @@ LIST_SETTINGS = [
     ("param", "--param", "Model hyper-parameter NAME=VALUE (repeatable).", "model_params"),
     ("feature_param", "--feature-param", "Feature-set option NAME=VALUE (repeatable).", "feature_params"),
     ("protocol_param", "--protocol-param", "Protocol parameter NAME=VALUE (repeatable).", "protocol_params"),
+    ("emotion_map", "--map", "Rename an emotion in every corpus, FROM=TO (repeatable or a comma list), e.g. calm=neutral.",
+     "map"),
 ]
 
 
@@ -306,6 +309,7 @@ def protocol_settings() -> list[tuple]:
     for cls in sorted(PROTOCOLS.values(), key=lambda c: c.name):
         for f in fields(cls.Params):
             default = f.default if f.default is not MISSING else "required"
+            default = ",".join(default) if isinstance(default, tuple) else default  # --corpora emodb,urdu
             owners.setdefault(f.name, []).append(f"{cls.name} (default {default})")
     return [(name, str, f"--{name.replace('_', '-')}", lambda where=where: "Protocol parameter of " + "; ".join(where) + ".")
             for name, where in owners.items()]
@@ -335,7 +339,7 @@ def run_settings_options(command):
         for name, flag, _, key in LIST_SETTINGS:
             values = kwargs.pop(name)
             if values:
-                settings[key] = parse_assignments(values, flag)
+                settings[key] = values if key == "map" else parse_assignments(values, flag)
         return command(settings=settings, **kwargs)
 
     wrapper.__signature__ = signature.replace(
@@ -470,9 +474,21 @@ def report_command(
     protocol: Optional[str] = typer.Option(None, "--protocol", help="Only this protocol."),
     out_dir: Path = typer.Option(Path("reports"), "--out-dir"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
+    matrix: bool = typer.Option(False, "--matrix", help="Write the cross-corpus matrix (train x test corpus) instead."),
+    model: Optional[str] = typer.Option(None, "--model", help="--matrix: only this model."),
+    features: Optional[str] = typer.Option(None, "--features", help="--matrix: only this feature set."),
 ):
     """Build the comparison table (Markdown, HTML, CSV) from the MLflow store."""
     from .report import collect, to_markdown, write_report
+
+    if matrix:
+        from . import matrix as cross
+
+        table = cross.collect_matrix(tracking_uri, list(experiment) or None, model, features)
+        for path in cross.write_matrix(table, name, out_dir):
+            console.print(f"wrote {path}")
+        console.print(cross.to_markdown(table, name).split("## Runs")[0], markup=False, highlight=False)
+        return
 
     report = collect(tracking_uri, list(experiment) or None, corpus, protocol)
     for path in write_report(report, name, out_dir):

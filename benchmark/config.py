@@ -25,7 +25,7 @@ from annotated_types import Ge
 from .errors import BenchError
 
 # Settings that are not a component's own parameters.
-TASK_KEYS = ("classes", "norm", "seed")
+TASK_KEYS = ("classes", "norm", "seed", "map")
 SLICE_KEYS = ("max_per_speaker_class", "max_speakers")
 TOP_KEYS = ("model", "features", "protocol", "model_params", "feature_params", "protocol_params", "final_model")
 MODEL_SHORTCUTS = ("epochs", "batch_size")  # `--epochs 5` is `--param epochs=5` for models that train in epochs
@@ -39,6 +39,7 @@ class Task:
     classes: str = "all"  # "all", a named set ("2", "4", "5", "6", "7") or "anger,sadness,..."
     norm: str = "global"  # see benchmark.normalise.MODES
     seed: int = 0
+    map: str = ""  # emotion renames applied when utterances load, "calm=neutral,..." (benchmark.vocabulary)
 
 
 @dataclass(frozen=True)
@@ -120,11 +121,16 @@ class RunConfig:
         for section, values in (("model", self.model.params), ("features", self.features.params),
                                 ("protocol", self.protocol.params), ("task", asdict(self.task)),
                                 ("slice", asdict(self.slice))):
-            flat.update({f"{section}.{key}": str(value)[:6000] for key, value in values.items()})
+            flat.update({f"{section}.{key}": _param_text(value)[:6000] for key, value in values.items()})
         return flat
 
     def label(self) -> str:
         return f"{self.model.name}-{self.features.name}-{self.protocol.name}"
+
+
+def _param_text(value: Any) -> str:
+    """A tuple of names (``--train-corpus emodb,urdu``) is logged as it is typed."""
+    return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
 # -- validation -----------------------------------------------------------------------------------
@@ -234,6 +240,10 @@ def resolve(settings: Mapping[str, Any]) -> RunConfig:
     if "classes" in task_values:
         task_values["classes"] = _classes_text(task_values["classes"])
         requested_classes(task_values["classes"])  # raises on an unknown set or a single emotion
+    if "map" in task_values:
+        from .vocabulary import format_map, parse_map
+
+        task_values["map"] = format_map(parse_map(task_values["map"]))
     if "norm" in task_values and task_values["norm"] not in MODES:
         raise BenchError(f"--norm {task_values['norm']}: use one of {', '.join(MODES)}")
     task = validate_dataclass(Task, task_values, "task")

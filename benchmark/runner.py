@@ -28,8 +28,9 @@ from .features.extract import extract_features
 from .features.functionals import parts_needed
 from .metrics import classification_metrics, uar_interval
 from .models import model_input
-from .normalise import Normaliser
+from .normalise import Normaliser, corpus_of
 from .protocols import Fold
+from .vocabulary import apply_map, parse_map
 
 log = logging.getLogger(__name__)
 
@@ -114,9 +115,12 @@ def prepare(config: RunConfig, runtime: Runtime) -> Prepared:
         by_corpus[name] = [u if u.corpus == name else replace(u, corpus=name)
                            for u in subsample(corpus.utterances(), config.slice.max_per_speaker_class,
                                               config.slice.max_speakers)]
+    by_corpus = apply_map(parse_map(config.task.map), by_corpus)
     data = protocol.select(by_corpus)
-    if config.task.norm == "speaker":
-        warn_if_speakers_lack_emotions(data)
+    for note in data.notes:  # e.g. the emotions corpora share and what each one drops
+        log.warning(note)
+    if "speaker" in config.task.norm.split("+"):
+        warn_if_speakers_lack_emotions(data, config.task.norm)
     feature_set = config.build_features()
     feature_set.cache_key()  # finds external weights (SSL models) now: a missing one fails before any run
     # the set may pin what it resolved (an SSL model's commit): the logged config says exactly that
@@ -124,7 +128,7 @@ def prepare(config: RunConfig, runtime: Runtime) -> Prepared:
     return Prepared(config, feature_set, protocol, data, by_corpus)
 
 
-def warn_if_speakers_lack_emotions(data) -> None:
+def warn_if_speakers_lack_emotions(data, norm: str = "speaker") -> None:
     """Per-speaker normalisation subtracts each speaker's mean: for a speaker heard in one emotion
     only, that mean *is* the emotion, which is then normalised away (URDU's 26 of 29 speaker codes
     measured below chance with it). Say so loudly."""
@@ -133,8 +137,9 @@ def warn_if_speakers_lack_emotions(data) -> None:
         emotions.setdefault(group, set()).add(label)
     narrow = sum(1 for found in emotions.values() if len(found) < max(2, len(data.classes) / 2))
     if narrow > len(emotions) / 4:
-        log.warning("--norm speaker: %d of %d speakers are heard in fewer than half of the emotions; their "
-                    "emotion is normalised away with their mean. Prefer --norm global here.", narrow, len(emotions))
+        log.warning("--norm %s: %d of %d speakers are heard in fewer than half of the emotions; their "
+                    "emotion is normalised away with their mean. Prefer --norm global or corpus here.",
+                    norm, narrow, len(emotions))
 
 
 @dataclass
@@ -300,13 +305,17 @@ def run(config: RunConfig, runtime: Runtime = Runtime(), tuned: TunedParams | No
 def _logged_run(prepared: Prepared, runtime: Runtime, run_id: str, tuned: TunedParams | None) -> RunResult:
     import mlflow
 
-    from . import tracking
+    from . import feature_shift, tracking
 
     config = prepared.config
     tracking.log_run_header(config, prepared.protocol, prepared.data.classes, prepared.feature_set.cache_key(),
                             {name: fingerprint(utts) for name, utts in prepared.by_corpus.items()}, tuned,
-                            prepared.feature_set.label())
+                            prepared.data.notes, prepared.feature_set.label())
     inputs = build_inputs(prepared, runtime)
+    shift = feature_shift.check_run(config.task.norm, inputs, prepared.feature_set)
+    if shift:  # before training: a model fitted on data the test set does not resemble is worth a warning
+        log.warning(shift.message())
+        tracking.log_feature_shift(shift.message(), shift.table())
     mlflow.log_metrics({"n_skipped_files": len(inputs.skipped), "n_utterances": len(inputs.utterances)})
     if inputs.skipped:
         mlflow.log_text("\n".join(inputs.skipped.values()), "skipped_files.txt")
@@ -318,7 +327,8 @@ def _logged_run(prepared: Prepared, runtime: Runtime, run_id: str, tuned: TunedP
                   disable=not runtime.progress, transient=True) as bar:
         task = bar.add_task(f"{config.model.name} folds", total=len(inputs.folds))
         for result in evaluate_folds(config, inputs, tuned, runtime.jobs):
-            tracking.log_fold(result, sorted(set(inputs.groups[result.fold.test])))
+            tracking.log_fold(result, sorted(set(inputs.groups[result.fold.test])),
+                              sorted(set(corpus_of(inputs.groups[result.fold.train]))))
             results.append(result)
             bar.advance(task)
 

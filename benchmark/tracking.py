@@ -189,8 +189,9 @@ def tensor_signature(n_features: int, n_classes: int, sequence: bool):
 
 # -- what `bench run` logs: the header of a run, each fold, the pooled result, the final model -----
 def log_run_header(config, protocol, classes, feature_cache_key: str, fingerprints: dict[str, str],
-                   tuned=None, features_label: str | None = None) -> None:
-    """Params (the config's one serialised form, flattened) and the tags reports filter on."""
+                   tuned=None, notes=(), features_label: str | None = None) -> None:
+    """Params (the config's one serialised form, flattened), the tags reports filter on, and the
+    protocol's notes (shared emotions, what each corpus dropped) as ``protocol_notes.txt``."""
     import json
 
     import mlflow
@@ -212,16 +213,30 @@ def log_run_header(config, protocol, classes, feature_cache_key: str, fingerprin
         tags["tuned_by_study"] = tuned.study
         mlflow.log_text(json.dumps({"study": tuned.study, "by_fold": tuned.by_fold, "final": tuned.final},
                                    indent=2, sort_keys=True, default=str), "tuned_params.json")
+    if notes:
+        mlflow.log_text("\n".join(notes) + "\n", "protocol_notes.txt")
+        tags["protocol_notes"] = " | ".join(notes)[:5000]
     mlflow.log_params(params)
     mlflow.set_tags(tags)
 
 
-def log_fold(result, test_speakers: list[str]) -> None:
-    """One nested run per fold: its metrics, per-epoch metrics and the parameters it really used."""
+def log_feature_shift(message: str, table) -> None:
+    """The out-of-distribution warning (``benchmark.feature_shift``) as a tag and a table."""
     import mlflow
 
+    mlflow.set_tag("feature_shift_warning", message[:5000])
+    log_table(table, "feature_shift.csv")
+
+
+def log_fold(result, test_speakers: list[str], train_corpora: list[str] = ()) -> None:
+    """One nested run per fold: its metrics, per-epoch metrics and the parameters it really used.
+    ``train_corpora``/``test_corpora`` tags place the fold in ``bench report --matrix``."""
+    import mlflow
+
+    test_corpora = sorted({speaker.split(":", 1)[0] for speaker in test_speakers})
     with mlflow.start_run(run_name=result.fold.name, nested=True):
-        mlflow.set_tags({"fold": result.fold.name, "test_speakers": ",".join(test_speakers)[:5000]})
+        mlflow.set_tags({"fold": result.fold.name, "test_speakers": ",".join(test_speakers)[:5000],
+                         "train_corpora": ",".join(train_corpora), "test_corpora": ",".join(test_corpora)})
         if result.params:
             mlflow.log_params({f"tuned.{k}": v for k, v in result.params.items()})
         for epoch, metrics in enumerate(result.epochs):

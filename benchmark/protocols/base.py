@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import warnings
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import ClassVar
+from dataclasses import asdict, dataclass, field
+from typing import Annotated, ClassVar
 
 import numpy as np
+from annotated_types import MinLen
+from pydantic import BeforeValidator, TypeAdapter
 
 from ..errors import BenchError
 
@@ -43,11 +45,24 @@ class ProtocolData:
     labels: np.ndarray = field(init=False)
     groups: np.ndarray = field(init=False)
     corpora: np.ndarray = field(init=False)
+    notes: list[str] = field(default_factory=list)  # printed and logged with the run (e.g. dropped emotions)
 
     def __post_init__(self):
         self.labels = np.array([u.emotion for u in self.utterances])
         self.groups = np.array([f"{u.corpus}:{u.speaker}" for u in self.utterances])
         self.corpora = np.array([u.corpus for u in self.utterances])
+
+
+def _name_list(value) -> tuple[str, ...]:
+    """"emodb, urdu" or ["emodb", "urdu"] -> ("emodb", "urdu"): order kept, duplicates dropped."""
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        return value  # pydantic then names the wrong type
+    return tuple(dict.fromkeys(str(item).strip() for item in items if str(item).strip()))
+
+
+# A protocol parameter naming one or more corpora: `--train-corpus emodb,urdu` on the command line.
+CorpusList = Annotated[tuple[str, ...], BeforeValidator(_name_list), MinLen(1)]
 
 
 def requested_classes(spec: str | list | tuple | None) -> tuple[str, ...] | None:
@@ -82,6 +97,30 @@ def restrict(utterances: list, classes: tuple[str, ...] | None, available: set[s
     return chosen
 
 
+def select_shared(corpus_names: list[str], utterances_by_corpus: dict[str, list], classes_spec, what: str
+                  ) -> ProtocolData:
+    """The utterances of ``corpus_names`` on the emotions *every one of them* has (or the requested
+    subset of those), with notes saying which emotions were shared and what each corpus lost."""
+    available = {name: {u.emotion for u in utterances_by_corpus[name]} for name in corpus_names}
+    shared = set.intersection(*available.values())
+    requested = requested_classes(classes_spec)
+    if requested is not None:
+        for name, emotions in available.items():
+            missing = sorted(set(requested) - emotions)
+            if missing:
+                raise BenchError(f"{what}: corpus {name} has no {', '.join(missing)}; emotions every corpus has: "
+                                 f"{', '.join(sorted(shared)) or 'none'} (see --classes, --map)")
+    classes = restrict([], requested, shared, what)
+    notes = [f"{what}: emotions used: {', '.join(classes)}"]
+    for name in corpus_names:
+        dropped = sorted(available[name] - set(classes))
+        if dropped:
+            n = sum(1 for u in utterances_by_corpus[name] if u.emotion in dropped)
+            notes.append(f"{what}: {name} drops {', '.join(dropped)} ({n} utterances)")
+    utterances = [u for name in corpus_names for u in utterances_by_corpus[name] if u.emotion in classes]
+    return ProtocolData(utterances, classes, notes=notes)
+
+
 class Protocol(ABC):
     """An evaluation protocol. Subclasses declare their own typed ``Params`` (a frozen dataclass:
     the fields are the protocol's settings, validated once by :func:`benchmark.config.resolve` and
@@ -96,7 +135,9 @@ class Protocol(ABC):
         pass
 
     def __init__(self, params=None, classes: str = "all", seed: int = 0):
-        self.params = params if params is not None else self.Params()
+        params = params if params is not None else self.Params()
+        # the Params' own types apply however it was built (`Params(train_corpus="emodb")` in code too)
+        self.params = TypeAdapter(type(params)).validate_python(asdict(params))
         self.classes = classes
         self.seed = seed
 
