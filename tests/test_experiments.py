@@ -27,7 +27,9 @@ def test_shipped_experiments_are_valid(path):
 def test_seed_experiments_match_the_report():
     code2 = load_experiment(EXPERIMENTS[0].parent / "seed_code2.yaml").cells
     assert code2 == [{"model": "attn_blstm", "features": "librosa46", "corpus": "shemo", "classes": "6",
-                      "split": "random", "norm": "none", "epochs": 30, "model_params": {"units": 256, "patience": 10}}]
+                      "split": "random", "norm": "none", "epochs": 30,
+                      "model_params": {"units": 256, "patience": 10, "class_weight": "none", "clipnorm": 0,
+                                       "lr_patience": 0}}]
     code1 = load_experiment(EXPERIMENTS[0].parent / "seed_code1.yaml").cells
     assert {(c.get("protocol", "within_corpus"), c.get("corpus"), c["classes"]) for c in code1} == {
         ("within_corpus", "emodb", "5"), ("within_corpus", "emodb", "2"), ("within_corpus", "shemo", "5"),
