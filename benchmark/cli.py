@@ -374,7 +374,7 @@ def run_command(
     register: Optional[str] = typer.Option(None, "--register", help="Register the model under this name."),
     data_dir: Optional[Path] = DataDir,
     cache_dir: Optional[Path] = CacheDir,
-    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Feature extraction processes."),
+    jobs: Optional[int] = typer.Option(None, "--jobs", min=1, help="Worker processes for folds and feature extraction (default: the cores available)."),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="(default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"),
     params_from: Optional[str] = typer.Option(None, "--params-from", help="Use the best parameters of this Optuna study."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Optuna storage of --params-from (sqlite:///optuna.db)."),
