@@ -128,7 +128,8 @@ def features_list():
 
     table = Table("name", "level", "features", "description")
     for name, cls in sorted(FEATURE_SETS.items()):
-        table.add_row(name, cls.level, str(len(cls().feature_names)), cls.description)
+        instance = cls()
+        table.add_row(name, str(instance.level), str(len(instance.feature_names)), cls.description)
     console.print(table)
 
 

@@ -264,7 +264,7 @@ def resolve(settings: Mapping[str, Any]) -> RunConfig:
     feature_name, feature_values = split_spec(settings.get("features") or model_cls.default_features,
                                               dict(settings.get("feature_params", {})))
     feature_cls = FEATURE_SETS.lookup(feature_name)
-    feature_config = validate_dataclass(feature_cls.config_class, feature_values, f"feature set {feature_name}")
+    feature_config = feature_cls(**feature_values).config  # the set's own defaults and checks apply
     if model_cls.input_kind == "sequence" and feature_cls.level != "frame":
         frame_sets = ", ".join(sorted(n for n, c in FEATURE_SETS.items() if c.level == "frame"))
         raise BenchError(f"feature set {feature_name} has no frame-level features; model {model_cls.name} needs "

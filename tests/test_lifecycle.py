@@ -126,7 +126,9 @@ def test_heartbeat_refreshes_the_tag(tmp_path, monkeypatch):
     tracking.use_store(uri, "ser-bench")
     with mlflow.start_run() as run, lifecycle.owned(run.info.run_id):
         first = mlflow.get_run(run.info.run_id).data.tags[lifecycle.HEARTBEAT_TAG]
-        time.sleep(2.5)
-        later = mlflow.get_run(run.info.run_id).data.tags[lifecycle.HEARTBEAT_TAG]
+        deadline, later = time.time() + 20, first  # a loaded machine may delay a beat; it must still come
+        while time.time() < deadline and int(later) <= int(first):
+            time.sleep(0.5)
+            later = mlflow.get_run(run.info.run_id).data.tags[lifecycle.HEARTBEAT_TAG]
     assert int(later) > int(first)
     assert mlflow.get_run(run.info.run_id).data.tags[lifecycle.PID_TAG] == str(os.getpid())

@@ -23,6 +23,7 @@ def crafted_model(tmp_path):
     import mlflow
 
     from benchmark import tracking
+    from benchmark.config import resolve
 
     uri = f"sqlite:///{tmp_path}/mlflow.db"
     tracking.use_store(uri, "ser-bench")
@@ -30,7 +31,9 @@ def crafted_model(tmp_path):
     with mlflow.start_run():
         info = mlflow.sklearn.log_model(Payload(str(marker)), name="model", serialization_format="cloudpickle",
                                         metadata={"label_map": ["anger", "sadness"], "feature_set": "librosa46",
-                                                  "input_kind": "vector", "norm": "none"})
+                                                  "input_kind": "vector", "norm": "none",
+                                                  "ser_bench_config": resolve({"model": "svm", "features": "librosa46",
+                                                                               "norm": "none"}).to_dict()})
     marker.unlink(missing_ok=True)  # MLflow may have loaded it back while logging
     return uri, info.model_uri, marker
 

@@ -101,18 +101,15 @@ def test_augmentation_touches_training_batches_only():
 
 
 def test_early_stopping_on_validation_uar_restores_the_best_epoch():
-    import keras
-
     sequences, labels, groups = toy_data(seed=3)
     snapshots = []
 
-    class Snapshot(keras.callbacks.Callback):
-        def on_epoch_end(self, epoch, logs=None):
-            snapshots.append([w.copy() for w in self.model.get_weights()])
+    def snapshot(epoch, metrics, model):  # the framework-free epoch hook sees the model being trained
+        snapshots.append([w.copy() for w in model.model_.get_weights()])
 
     model = get_model("local_attn_blstm", epochs=12, patience=3, lr_patience=0, learning_rate=0.03,
                       batch_size=8, **TINY["local_attn_blstm"])
-    model.fit(sequences, labels, groups=groups, callbacks=[Snapshot()])
+    model.fit(sequences, labels, groups=groups, on_epoch=snapshot)
     history = model.history_["val_uar"]
     best = int(np.argmax(history))  # the first epoch reaching the best validation UAR
     assert "val_uar" in model.history_ and len(snapshots) == len(history)
@@ -227,7 +224,8 @@ def test_audio_augmentation_adds_copies_of_training_utterances_only(tmp_path, mo
     from benchmark.features.extract import extract_features
     from benchmark.models.keras_base import KerasSequenceClassifier
     from benchmark.normalise import Normaliser
-    from benchmark.runner import RunConfig, fit_and_predict
+    from benchmark.config import resolve
+    from benchmark.runner import fit_and_predict
 
     wavs = sorted((fake_emodb(tmp_path, n_per_emotion=3) / "emodb" / "wav").glob("*.wav"))
     feature_set = get_feature_set("handcrafted36")
@@ -241,9 +239,9 @@ def test_audio_augmentation_adds_copies_of_training_utterances_only(tmp_path, mo
     fed = []
     monkeypatch.setattr(KerasSequenceClassifier, "observe_batches",
                         staticmethod(lambda kind, batch: fed.append((kind, batch.copy()))))
-    config = RunConfig(model="local_attn_blstm", epochs=2, batch_size=4,
-                       model_params={**TINY["local_attn_blstm"], "speed_perturb": True, "noise_snr_db": 10.0,
-                                     "validation_fraction": 0.0})
+    config = resolve(dict(model="local_attn_blstm", epochs=2, batch_size=4,
+                          model_params={**TINY["local_attn_blstm"], "speed_perturb": True, "noise_snr_db": 10.0,
+                                        "validation_fraction": 0.0}))
     from benchmark.runner import take
 
     subset = take(X, np.arange(len(X)))  # as tuning slices it: the files stay known

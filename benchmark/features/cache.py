@@ -51,9 +51,15 @@ class CacheWriteError(OSError):
     """The cache folder cannot be written (read-only, full disk): features are kept, not cached."""
 
 
-def validation_problem(arrays: dict[str, np.ndarray], expected: dict[str, int]) -> str | None:
-    """Why ``arrays`` cannot be this feature set's output (keys, rank, dtype, width, finiteness), or None."""
+def validation_problem(arrays: dict[str, np.ndarray], expected: dict[str, int],
+                       parts: tuple[str, ...] = ()) -> str | None:
+    """Why ``arrays`` cannot be this feature set's output (keys, rank, dtype, width, finiteness), or None.
+
+    A set that computes several ``parts`` apart may have cached only some of them (the extractor
+    asks for the missing ones); then at least one of its parts must be there."""
     missing = sorted(set(expected) - set(arrays))
+    if len(parts) > 1:
+        missing = [] if set(parts) & set(arrays) else sorted(parts)
     if missing:
         return f"missing {', '.join(missing)}"
     for name, values in arrays.items():
@@ -100,7 +106,7 @@ class FeatureCache:
                 arrays = {name: data[name] for name in data.files}
         except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError):
             return None
-        problem = validation_problem(arrays, self.expected)
+        problem = validation_problem(arrays, self.expected, tuple(self._feature_set.parts))
         if problem:
             log.info("cache entry %s is invalid (%s); recomputing it", path, problem)
             return None
