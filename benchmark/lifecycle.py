@@ -75,14 +75,16 @@ class Heartbeat:
     """A daemon thread that refreshes the heartbeat tag of the runs this process owns."""
 
     def __init__(self):
-        self.run_ids: set[str] = set()
+        self.run_ids: dict[str, str] = {}  # run id -> its tracking URI (one process may use several stores)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def add(self, run_id: str) -> None:
         with self._lock:
-            self.run_ids.add(run_id)
+            import mlflow
+
+            self.run_ids[run_id] = mlflow.get_tracking_uri()
             if self._thread is None or not self._thread.is_alive():
                 self._stop.clear()
                 self._thread = threading.Thread(target=self._beat, name="ser-bench-heartbeat", daemon=True)
@@ -90,18 +92,21 @@ class Heartbeat:
 
     def discard(self, run_id: str) -> None:
         with self._lock:
-            self.run_ids.discard(run_id)
+            self.run_ids.pop(run_id, None)
 
     def _beat(self) -> None:
         from mlflow.tracking import MlflowClient
 
-        client = MlflowClient()
-        while not self._stop.wait(heartbeat_seconds()):
+        last = time.time()
+        while not self._stop.wait(0.2):  # short waits: a changed interval or a new run is seen at once
+            if time.time() - last < heartbeat_seconds():
+                continue
+            last = time.time()
             with self._lock:
-                ids = list(self.run_ids)
-            for run_id in ids:
+                owned_runs = list(self.run_ids.items())
+            for run_id, uri in owned_runs:
                 try:
-                    client.set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
+                    MlflowClient(tracking_uri=uri).set_tag(run_id, HEARTBEAT_TAG, f"{time.time():.0f}")
                 except Exception:  # a busy store misses one beat; staleness allows many
                     continue
 

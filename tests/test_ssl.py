@@ -246,7 +246,8 @@ def write_corpus(root: Path, speakers: int = 3, per_class: int = 3) -> Path:
 
 
 def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    out = subprocess.run(["bench", *args], capture_output=True, text=True, cwd=cwd)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}  # the store in cwd, nothing inherited
+    out = subprocess.run(["bench", *args], capture_output=True, text=True, cwd=cwd, env=env)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
     return out
 
