@@ -18,18 +18,7 @@ import pandas as pd
 
 from .errors import BenchError
 from .metrics import uar_interval
-
-
-def _runs(client, experiments):
-    known = client.search_experiments()
-    if experiments:
-        missing = sorted(set(experiments) - {e.name for e in known})
-        if missing:
-            raise BenchError(f"no experiment {', '.join(missing)}; known: {', '.join(sorted(e.name for e in known))}")
-        known = [e for e in known if e.name in experiments]
-    if not known:
-        return []
-    return client.search_runs([e.experiment_id for e in known], "attributes.status = 'FINISHED'", max_results=50_000)
+from .report import finished_runs
 
 
 def collect_matrix(tracking_uri: str | None, experiments: list[str] | None = None, model: str | None = None,
@@ -42,7 +31,7 @@ def collect_matrix(tracking_uri: str | None, experiments: list[str] | None = Non
 
     tracking.quiet_mlflow()
     uri = tracking.resolve_tracking_uri(tracking_uri)
-    runs = _runs(MlflowClient(tracking_uri=uri), experiments)
+    runs = finished_runs(MlflowClient(tracking_uri=uri), experiments, uri) or []
     train_of_fold: dict[str, dict[str, str]] = {}  # parent run -> fold name -> training corpora
     for r in runs:
         tags = r.data.tags

@@ -46,6 +46,20 @@ class Report:
     images: dict[str, bytes]  # column -> PNG of its best run's row-normalised confusion matrix
 
 
+def finished_runs(client, experiments: list[str] | None, uri: str, known=None):
+    """FINISHED runs of the named experiments (all if None); None when the store has no experiment.
+    Shared by the comparison table and the cross-corpus matrix."""
+    known = client.search_experiments() if known is None else known
+    if experiments:
+        missing = sorted(set(experiments) - {e.name for e in known})
+        if missing:
+            raise BenchError(f"no experiment {', '.join(missing)} in {uri}; known: {', '.join(sorted(e.name for e in known))}")
+        known = [e for e in known if e.name in experiments]
+    if not known:
+        return None
+    return client.search_runs([e.experiment_id for e in known], "attributes.status = 'FINISHED'", max_results=50_000)
+
+
 def collect(tracking_uri: str | None, experiments: list[str] | None = None, corpus: str | None = None,
             protocol: str | None = None) -> Report:
     import mlflow
@@ -62,14 +76,9 @@ def collect(tracking_uri: str | None, experiments: list[str] | None = None, corp
     known = client.search_experiments()
     with contextlib.suppress(Exception):  # a read-only store still reports (killed runs are never FINISHED)
         lifecycle.reap_dead_runs([e.experiment_id for e in known], uri)
-    if experiments:
-        missing = sorted(set(experiments) - {e.name for e in known})
-        if missing:
-            raise BenchError(f"no experiment {', '.join(missing)} in {uri}; known: {', '.join(sorted(e.name for e in known))}")
-        known = [e for e in known if e.name in experiments]
-    if not known:
+    runs = finished_runs(client, experiments, uri, known)
+    if runs is None:
         raise BenchError(f"{uri}: no experiments; run `bench run` first")
-    runs = client.search_runs([e.experiment_id for e in known], "attributes.status = 'FINISHED'", max_results=50_000)
     rows = []
     for r in runs:
         tags = r.data.tags

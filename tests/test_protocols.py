@@ -22,7 +22,7 @@ def urdu(data_dir):
     return get_corpus("urdu", data_dir=data_dir).utterances()
 
 
-def test_leave_one_speaker_out_on_real_emodb(real_data_dir):
+def test_leave_one_speaker_out_on_real_emodb(real_data_dir, real_emodb_dir):
     emodb = get_corpus("emodb", data_dir=real_data_dir).utterances()
     protocol = get_protocol("within_corpus", corpus="emodb")
     data = protocol.select({"emodb": emodb})
