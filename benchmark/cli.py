@@ -567,6 +567,33 @@ def ui_command(
     raise typer.Exit(run_process_group(command))  # stopping bench ui stops mlflow and all its workers
 
 
+@app.command("speedup", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@friendly_errors
+def speedup_command(
+    ctx: typer.Context,
+    baseline: str = typer.Option(..., "--baseline", help="Git revision to compare with (e.g. f82c080, the first build)."),
+    rounds: int = typer.Option(2, "--rounds", min=1, help="Rounds of (baseline, current), order alternating."),
+    load: int = typer.Option(0, "--load", min=0, help="Busy-looping processes kept running (measure under load)."),
+):
+    """End-to-end `bench run ...` of this checkout vs --baseline, cold and warm cache, in one run.
+
+    Everything after the options is the `bench run` command line, e.g.
+    `bench speedup --baseline f82c080 --model svm --features egemaps --corpus emodb --classes 7`.
+    """
+    from .speedup import measure
+
+    if not ctx.args:
+        raise BenchError("give the `bench run` options to time after bench speedup's own, e.g. --model svm "
+                         "--features egemaps --corpus emodb --classes 7")
+    result = measure(baseline, list(ctx.args), rounds, load, log=lambda line: console.print(line, highlight=False))
+    table = Table("phase", f"{baseline} s (median)", "current s (median)", "speed-up",
+                  title=f"bench run {' '.join(ctx.args)}; {rounds} round(s), {load} busy process(es)")
+    for phase in ("cold", "warm"):
+        table.add_row(phase, f"{result.median('baseline', phase):.1f}", f"{result.median('current', phase):.1f}",
+                      f"{result.ratio(phase):.2f}x")
+    console.print(table)
+
+
 cluster_app = typer.Typer(help="Measure grids on a Dask cluster (docs/cluster.md).", no_args_is_help=True)
 app.add_typer(cluster_app, name="cluster")
 

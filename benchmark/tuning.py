@@ -15,6 +15,7 @@ MLflow run nested under the study's run.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import warnings
@@ -29,6 +30,7 @@ from .config import RunConfig
 from .errors import BenchError
 from .metrics import uar as unweighted_recall
 from .runner import Inputs, Runtime, TunedParams, build_inputs, fit_and_predict, prepare, take
+from .study_slots import StudyFull, cap_trials
 
 DEFAULT_STORAGE = "optuna.db"
 # A worker beats every HEARTBEAT_S; its running trial counts as dead (FAIL) after GRACE_S of silence.
@@ -239,7 +241,8 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
         with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             optuna.storages.fail_stale_trials(study)  # a killed worker's trials stop counting as running
-        if finished_or_running(study) < options.trials:
+        cap_trials(study, storage, options.trials, finished_or_running)
+        with contextlib.suppress(StudyFull):
             study.optimize(make_objective(config, inputs, pool, options, run_id, tracking_uri), n_trials=None,
                            timeout=options.timeout, callbacks=[stop], catch=(BenchError,))
         completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]

@@ -77,3 +77,21 @@ def test_two_processes_extracting_at_once_corrupt_nothing(small_emodb, tmp_path)
         from benchmark.audio import load_audio
 
         np.testing.assert_array_equal(cached["frames"], feature_set.extract(load_audio(path))["frames"])
+
+
+def test_a_warm_pass_starts_no_worker_process(small_emodb, tmp_path, monkeypatch):
+    """Cached files are read in the calling process: a warm run or a repeated `bench predict`
+    pays no worker start-up, even for a set that extracts in its own processes."""
+    import benchmark.features.extract as extract
+
+    feature_set = get_feature_set("librosa46")
+    first = extract_features(items_of(small_emodb), feature_set, cache_dir=tmp_path, jobs=2, progress=False)
+
+    def no_workers(*args, **kwargs):
+        raise AssertionError("a worker pool was started for cached files")
+
+    monkeypatch.setattr(extract, "extract_in_workers", no_workers)
+    second = extract_features(items_of(small_emodb), feature_set, cache_dir=tmp_path, jobs=2, progress=False)
+    assert second.cached == len(first.features) == 14 and second.computed == 0
+    for uid, arrays in first.features.items():
+        np.testing.assert_array_equal(arrays["frames"], second.features[uid]["frames"])

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from benchmark.model_trust import unsafe_reason
@@ -59,3 +62,23 @@ def test_pickled_model_is_refused_without_trust(tmp_path, crafted_model):
 ])
 def test_unsafe_reason(flavors, safe):
     assert (unsafe_reason(flavors) is None) == safe
+
+
+SUMMARY = ("import hashlib\nnames = sorted(io._trusted_types.SKLEARN_ESTIMATOR_TYPE_NAMES)\n"
+           "print(len(names), hashlib.sha256('\\n'.join(names).encode()).hexdigest(), 'torch' in sys.modules)\n")
+
+
+def test_skops_imported_without_torch_trusts_the_same_sklearn_types():
+    """benchmark.models.skops_import skips the array backends (PyTorch) that sklearn's
+    all_estimators walk would import, and changes nothing skops trusts."""
+    code = ("import sys\n"
+            "from benchmark.models.skops_import import import_skops\n"
+            "io = import_skops()\n"
+            + SUMMARY)
+    quick = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    plain = subprocess.run([sys.executable, "-c", "import sys, skops.io as io\n" + SUMMARY],
+                           capture_output=True, text=True, timeout=300)
+    assert quick.returncode == 0 and plain.returncode == 0, quick.stderr[-2000:] + plain.stderr[-2000:]
+    count, digest, torch_loaded = quick.stdout.split()
+    assert torch_loaded == "False"
+    assert (count, digest) == tuple(plain.stdout.split()[:2]) and int(count) > 100

@@ -104,6 +104,18 @@ class _Pending:
         return "computed", arrays, ""
 
 
+def cache_hit(path: Path, feature_set: FeatureSet, cache: FeatureCache, parts) -> dict | None:
+    """The cached arrays of ``path`` if the cache holds every part asked for, else None (also when
+    the file cannot be read: extraction then reports why)."""
+    wanted = wanted_parts(feature_set, parts)
+    required = wanted or (feature_set.parts if len(feature_set.parts) > 1 else ())
+    try:
+        hit = cache.load(content_hash(path))
+    except Exception:
+        return None
+    return hit if hit is not None and all(part in hit for part in required) else None
+
+
 def _quietly(call, *args, **kwargs):
     with warnings.catch_warnings():  # raw library warnings never reach the screen; bad output is caught after
         warnings.simplefilter("ignore")
@@ -225,12 +237,22 @@ def extract_features(
     parts = tuple(parts) if parts is not None else None
     items = [(uid, str(path)) for uid, path in items]
     with progress_lines(len(items), feature_set.name, enabled=progress) as advance:
+        if cache is not None:  # cached files are read here: no worker process is started for them
+            uncached = []
+            for uid, path in items:
+                hit = cache_hit(Path(path), feature_set, cache, parts)
+                if hit is None:
+                    uncached.append((uid, path))
+                else:
+                    record(uid, "cached", hit, "")
+                    advance()
+            items = uncached
         if (jobs == 1 or len(items) < 2) and not feature_set.needs_own_process:
             for start in range(0, len(items), per_task):
                 for outcome in features_of_files(items[start:start + per_task], feature_set, cache, parts):
                     record(*outcome)
                     advance()
-        else:
+        elif items:
             init = (feature_set.name, type(feature_set).__module__, feature_set.config, str(root) if root else None,
                     os.getpid(), parts)
             for outcome in extract_in_workers(items, init, jobs, per_task):

@@ -15,6 +15,7 @@ those of ``Smile`` bit for bit (same config, same int16 input; tested against a 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -104,9 +105,13 @@ class OpenSmileConfig(FeatureConfig):
 
 class OpenSmileSet(FeatureSet):
     config_class = OpenSmileConfig
-    # openSMILE's native library corrupts the heap of a process that has loaded TensorFlow
-    # ("malloc(): invalid size"), so it always runs in a clean worker process.
-    needs_own_process = True
+    @property
+    def needs_own_process(self) -> bool:
+        """openSMILE's native library corrupts the heap of a process that has loaded TensorFlow
+        ("malloc(): invalid size"), so then it runs in a clean worker process. Without TensorFlow
+        (vector models, ``bench predict`` of an SVM) one file is extracted in-process: a worker's
+        start-up (interpreter, numpy, opensmile) cost ~3 s of a one-file ``bench predict``."""
+        return "tensorflow" in sys.modules
     libraries = ("numpy", "opensmile")
     min_seconds = 0.06  # openSMILE fills shorter segments with NaN (measured: 55 ms fails, 60 ms works)
     smile_set: str = ""

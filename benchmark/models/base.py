@@ -53,7 +53,9 @@ class SERClassifier(ClassifierMixin, BaseEstimator):
         import mlflow
 
         from ..tracking import requirements
+        from .skops_import import import_skops
 
+        import_skops()
         return mlflow.sklearn.log_model(
             self.fitted_estimator(), name="model", signature=signature, metadata=metadata,
             registered_model_name=registered_name, pip_requirements=requirements("scikit-learn", "ser-bench"),
@@ -64,6 +66,9 @@ class SERClassifier(ClassifierMixin, BaseEstimator):
         """The fitted model logged at ``uri``, ready for :meth:`predict_proba`."""
         import mlflow
 
+        from .skops_import import import_skops
+
+        import_skops()
         model = cls()
         model.set_fitted(mlflow.sklearn.load_model(uri), classes)
         return model

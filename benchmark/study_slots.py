@@ -1,0 +1,58 @@
+"""Exactly the requested number of trials when several workers share one Optuna study.
+
+Why: ``study.optimize`` with a ``MaxTrialsCallback`` checks the count *after* a trial and asks
+for the next one later; two workers that check at the same moment both see room for one more
+and the study ends with a trial too many. Here the check and the creation of the trial are one
+step under a lock that every worker takes: a PostgreSQL advisory lock (workers on any machine),
+a file lock beside a SQLite file (workers on one machine). When the study is full, ``ask``
+raises :class:`StudyFull`, which ends that worker's ``optimize`` before any surplus trial exists.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+from pathlib import Path
+
+
+class StudyFull(Exception):
+    """The study holds the requested trials (finished or running): this worker is done."""
+
+
+@contextlib.contextmanager
+def study_lock(storage, study_name: str):
+    """Serialise "count the trials, then create one" across every worker of ``study_name``."""
+    url = str(getattr(storage, "url", ""))
+    if url.startswith("postgresql"):
+        from sqlalchemy import text
+
+        key = int.from_bytes(hashlib.sha256(f"ser-bench:{study_name}".encode()).digest()[:8], "big", signed=True)
+        with storage.engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        return
+    if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
+        from filelock import FileLock
+
+        database = Path(url[len("sqlite:///"):])
+        with FileLock(str(database) + f".{hashlib.sha256(study_name.encode()).hexdigest()[:12]}.lock"):
+            yield
+        return
+    yield  # another database: the callback's check only (at most one surplus trial per extra worker)
+
+
+def cap_trials(study, storage, trials: int, counted) -> None:
+    """Make ``study.ask`` (which ``study.optimize`` calls for every trial) refuse once ``counted(study)``
+    reaches ``trials``, atomically with creating the trial."""
+    ask = study.ask
+
+    def ask_within_budget(*args, **kwargs):
+        with study_lock(storage, study.study_name):
+            if counted(study) >= trials:
+                raise StudyFull(study.study_name)
+            return ask(*args, **kwargs)
+
+    study.ask = ask_within_budget
