@@ -37,17 +37,30 @@ def uar(y_true, y_pred) -> float:
 
 
 def uar_interval(y_true, y_pred, resamples: int = 1000, seed: int = 0) -> tuple[float, float]:
-    """Percentile bootstrap 95% interval of UAR, resampling utterances."""
+    """Percentile bootstrap 95% interval of UAR, resampling utterances.
+
+    The statistic is computed for all resamples at once (``vectorized=True``) from integer label
+    codes: the same resamples and the same values as ``balanced_accuracy_score`` per resample
+    (tested), ~100x faster (the per-resample sklearn call was 4.7 s of a 20 s warm run).
+    """
     y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
     if len(np.unique(y_true)) < 2 or y_true.size < 5:
         return float("nan"), float("nan")
+    classes, codes = np.unique(np.concatenate([y_true, y_pred]), return_inverse=True)
+    true_codes, pred_codes = codes[:y_true.size], codes[y_true.size:]
 
-    def statistic(true, pred):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            return balanced_accuracy_score(true, pred)
+    def statistic(true, pred, axis=-1):
+        true, pred = np.atleast_2d(true), np.atleast_2d(pred)
+        rows = np.arange(true.shape[0])[:, None]
+        support = np.zeros((true.shape[0], len(classes)))
+        hits = np.zeros_like(support)
+        np.add.at(support, (rows, true), 1.0)
+        np.add.at(hits, (rows, true), (true == pred).astype(float))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            recall = hits / support  # NaN for a class absent from the resample: skipped, as sklearn does
+        return np.nanmean(recall, axis=1)
 
-    result = bootstrap((y_true, y_pred), statistic, paired=True, vectorized=False, n_resamples=resamples,
+    result = bootstrap((true_codes, pred_codes), statistic, paired=True, vectorized=True, n_resamples=resamples,
                        method="percentile", random_state=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 

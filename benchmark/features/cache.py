@@ -89,7 +89,19 @@ class FeatureCache:
         """Key -> number of features every entry must have (from the set's feature names)."""
         if self._expected is None:
             key = "frames" if self._feature_set.level == "frame" else "functionals"
-            self._expected = {key: len(self._feature_set.feature_names)}
+            # remembered beside the entries: asking openSMILE for its names builds a Smile (~1 s)
+            remembered = self.directory / "feature_count.json"
+            try:
+                self._expected = {key: int(json.loads(remembered.read_text())[key])}
+            except (OSError, ValueError, KeyError, TypeError):
+                self._expected = {key: len(self._feature_set.feature_names)}
+                try:
+                    self.directory.mkdir(parents=True, exist_ok=True)
+                    partial = remembered.with_suffix(f".{os.getpid()}.tmp")
+                    partial.write_text(json.dumps(self._expected))
+                    os.replace(partial, remembered)  # atomic: a concurrent reader sees all or nothing
+                except OSError:
+                    pass  # a read-only cache: ask the set again next time
         return self._expected
 
     def path(self, digest: str) -> Path:

@@ -1,0 +1,35 @@
+"""The bootstrap interval of UAR: the vectorised statistic equals sklearn's per resample."""
+
+import warnings
+
+import numpy as np
+import pytest
+from scipy.stats import bootstrap
+from sklearn.metrics import balanced_accuracy_score
+
+from benchmark.metrics import uar_interval
+
+
+def sklearn_interval(y_true, y_pred, resamples=1000, seed=0):
+    def statistic(true, pred):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return balanced_accuracy_score(true, pred)
+
+    result = bootstrap((y_true, y_pred), statistic, paired=True, vectorized=False, n_resamples=resamples,
+                       method="percentile", random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+@pytest.mark.parametrize("n,k,accuracy", [(200, 7, 0.6), (30, 4, 0.5), (12, 3, 0.7), (40, 2, 0.95)])
+def test_vectorised_interval_equals_sklearn_per_resample(n, k, accuracy):
+    rng = np.random.default_rng(n + k)
+    labels = np.array(["anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness"][:k])
+    y_true = labels[rng.integers(0, k, n)]
+    y_pred = np.where(rng.random(n) < accuracy, y_true, labels[rng.integers(0, k, n)])
+    assert uar_interval(y_true, y_pred, resamples=300) == sklearn_interval(y_true, y_pred, resamples=300)
+
+
+def test_interval_is_undefined_for_one_class_or_tiny_sets():
+    assert all(np.isnan(uar_interval(np.array(["a"] * 10), np.array(["a"] * 10))))
+    assert all(np.isnan(uar_interval(np.array(["a", "b", "a"]), np.array(["a", "b", "b"]))))
