@@ -18,7 +18,7 @@ from .errors import BenchError
 
 app = typer.Typer(help="ser-bench: experiment-tracked speech emotion recognition benchmarks.",
                   rich_markup_mode="rich", no_args_is_help=True, pretty_exceptions_show_locals=False)
-data_app = typer.Typer(help="List and download corpora.", no_args_is_help=True)
+data_app = typer.Typer(help="List, download and verify corpora.", no_args_is_help=True)
 features_app = typer.Typer(help="Extract, list and time feature sets.", no_args_is_help=True)
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
@@ -104,20 +104,57 @@ def data_list(
 def data_download(
     name: str = typer.Argument(..., help="emodb or shemo"),
     data_dir: Optional[Path] = DataDir,
-    base_url: Optional[str] = typer.Option(None, help="Mirror serving the same archive file names (must match the pinned SHA-256)."),
+    base_url: Optional[str] = typer.Option(None, help="Mirror serving the same archive file names (its audio must match the pinned manifest)."),
     sha256: list[str] = typer.Option([], "--sha256", help="Expected SHA-256: HEX, or FILENAME=HEX per archive (overrides the pin)."),
+    no_manifest: bool = typer.Option(False, "--no-manifest", help="Accept audio that differs from the corpus's pinned per-file SHA-256 manifest."),
 ):
     """Download, verify and extract a corpus (resumable: re-run after an interruption)."""
-    from .corpora import get_corpus
+    from .corpora import CORPORA, get_corpus
+    from .corpora.contents import manifest_path
     from .corpora.download import download_corpus
     from .paths import data_root
 
     root = data_root(data_dir) / name
-    checksums = download_corpus(name, root, base_url=base_url, sha256=list(sha256))
+    checksums = download_corpus(name, root, base_url=base_url, sha256=list(sha256), check_manifest=not no_manifest)
     found = get_corpus(name, root=root).utterances()
     for filename, digest in checksums.items():
         console.print(f"{filename}: sha256 {digest}")
+    pinned = manifest_path(CORPORA[name])
+    if pinned and not no_manifest:
+        console.print(f"{name}: every audio file matches the pinned manifest {pinned.name}")
     console.print(f"[green]{name}[/]: {len(found)} utterances in {root}")
+
+
+@data_app.command("verify")
+@friendly_errors
+def data_verify(
+    name: str = typer.Argument(..., help="emodb or urdu (the corpora with a pinned manifest)"),
+    data_dir: Optional[Path] = DataDir,
+    show_all: bool = typer.Option(False, "--all", help="List every offending file (default: the first 20)."),
+):
+    """Check a corpus folder's audio against its pinned per-file SHA-256 manifest (no download).
+
+    Exit code 0: every file matches; 1: one line per changed, missing or extra audio file; 2: error.
+    """
+    from .corpora.contents import verify_folder
+    from .paths import data_root
+
+    root = data_root(data_dir) / name
+    check = verify_folder(name, root)
+    if check.ok:
+        console.print(f"{name}: {check.matched} files match the pinned manifest ({root})", highlight=False)
+        return
+    problems = check.problems()
+    shown = problems if show_all else problems[:20]
+    for line in shown:
+        console.print(f"{name}: {line}", highlight=False, soft_wrap=True)
+    if len(shown) < len(problems):
+        console.print(f"{name}: ... {len(problems) - len(shown)} more (--all lists every one)", highlight=False)
+    console.print(f"{name}: {check.differing} audio file(s) in {root} differ from the pinned manifest "
+                  f"({check.matched} of {check.expected} match); re-download the corpus from its official source, "
+                  f"or use this copy knowingly (`bench data download --no-manifest` accepts a different copy)",
+                  highlight=False, soft_wrap=True)
+    raise typer.Exit(1)
 
 
 @features_app.command("list")

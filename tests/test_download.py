@@ -1,10 +1,11 @@
 """`bench data download` against a local HTTP server (127.0.0.1) serving archives the test builds."""
 
+import hashlib
 import io
 import threading
 import zipfile
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pytest
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 from benchmark.cli import app
 from benchmark.corpora import get_corpus
 from benchmark.corpora.download import download_corpus, safe_extract
+from benchmark.corpora.emodb import EmoDB
 from benchmark.errors import DownloadError
 
 SPEAKERS = ["03", "08", "09", "10", "11", "12", "13", "14", "15", "16"]
@@ -36,6 +38,14 @@ def emodb_like_zip() -> bytes:
             name = f"wav/{SPEAKERS[i % 10]}a{i // 70:02d}{'WLEAFTN'[i % 7]}{'abcdefghij'[(i // 7) % 10]}.wav"
             zf.writestr(name, tiny_wav(i % 50))
     return buffer.getvalue()
+
+
+def manifest_of_zip(data: bytes, target: str) -> str:
+    """``sha256sum`` lines for the WAVs of a zip as ``download_corpus`` lays them out (``target/<name>``)."""
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        lines = sorted(f"{hashlib.sha256(zf.read(n)).hexdigest()}  {target}/{PurePosixPath(n).name}"
+                       for n in zf.namelist() if n.lower().endswith(".wav"))
+    return "\n".join(lines) + "\n"
 
 
 class ArchiveServer:
@@ -82,7 +92,16 @@ def emodb_zip() -> bytes:
     return emodb_like_zip()
 
 
-def test_download_verify_extract(tmp_path, emodb_zip):
+@pytest.fixture
+def emodb_manifest(tmp_path, monkeypatch, emodb_zip):
+    """EMO-DB's pinned manifest replaced by one for the synthetic archive (the real one pins real audio)."""
+    path = tmp_path / "emodb.sha256"
+    path.write_text(manifest_of_zip(emodb_zip, "wav"))
+    monkeypatch.setattr(EmoDB, "manifest", path)
+    return path
+
+
+def test_download_verify_extract(tmp_path, emodb_zip, emodb_manifest):
     with ArchiveServer({"download.zip": emodb_zip}) as server:
         checksums = download_corpus("emodb", tmp_path / "emodb", base_url=server.url, progress=False)
     assert len(checksums["download.zip"]) == 64
@@ -90,7 +109,7 @@ def test_download_verify_extract(tmp_path, emodb_zip):
     assert len(utterances) == 535 and len({u.speaker for u in utterances}) == 10
 
 
-def test_interrupted_download_resumes_with_range_request(tmp_path, emodb_zip):
+def test_interrupted_download_resumes_with_range_request(tmp_path, emodb_zip, emodb_manifest):
     partial = tmp_path / "emodb" / ".downloads" / "download.zip.part"
     partial.parent.mkdir(parents=True)
     partial.write_bytes(emodb_zip[: len(emodb_zip) // 2])

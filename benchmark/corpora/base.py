@@ -69,6 +69,9 @@ class Corpus(ABC):
     # what `bench data download NAME` fetches: official archives (verified) and plain extra files
     archives: ClassVar[tuple] = ()
     extras: ClassVar[tuple] = ()
+    # per-file SHA-256 manifest of the corpus's audio (a name under corpora/manifests/, or a path);
+    # None: nothing pinned (see corpora/contents.py)
+    manifest: ClassVar[str | Path | None] = None
 
     def __init__(self, root: str | Path):
         self.root = Path(root)

@@ -2,14 +2,21 @@
 
 Downloads resume: bytes go to ``<name>.part`` and a re-run asks the server for the rest with an
 HTTP Range request. An archive is accepted only if every member's CRC checks out, it holds the
-expected number of WAV files and its SHA-256 matches the pinned one (``--sha256`` overrides; a
+expected number of WAV files and its SHA-256 matches the pinned one, if any (``--sha256`` overrides; a
 ``--base-url`` mirror must match the same pin). Extraction refuses absolute paths, ``..`` and links,
 so nothing lands outside the corpus folder, and caps every member's and the total uncompressed size
 and the compression ratio, from the declared sizes first and again while streaming (a zip bomb is
 refused before it writes anything large).
 
-No official SHA-256 is published for EMO-DB or ShEMO: the pins are ``None`` until someone records
-them from a verified download; until then every download prints its digest and says so loudly.
+What is pinned: no official SHA-256 is published for any of the archives (EMO-DB's download.zip,
+ShEMO's Dropbox zips), so ``Archive.sha256`` is ``None`` and every download logs its digest. Instead,
+a corpus with a per-file manifest (``corpora/manifests/<name>.sha256``, see ``corpora/contents.py``:
+EMO-DB and URDU) has every extracted audio file checked against it *before* anything is moved into
+the corpus folder: a changed, missing or extra audio file refuses the download with one line, and a
+re-zipped archive or a mirror with the same audio passes. The manifests were computed from the copies
+on the development machines, which came from the official sources; they are not official digests.
+``--no-manifest`` (``check_manifest=False``) accepts a different copy explicitly. ShEMO has no
+manifest (its audio was never on the development machines): CRCs and the file count only.
 """
 
 from __future__ import annotations
@@ -26,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import DownloadError
+from .contents import ManifestError, audio_files, compare, manifest_path, read_manifest
 
 log = logging.getLogger(__name__)
 
@@ -110,8 +118,13 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
-def verify(archive_path: Path, archive: Archive, expected_sha256: str | None = None) -> str:
-    """Check the SHA-256 (pinned or ``expected_sha256``), CRCs and WAV count; return the SHA-256."""
+def verify(archive_path: Path, archive: Archive, expected_sha256: str | None = None,
+           contents_pinned: bool = False) -> str:
+    """Check the SHA-256 (pinned or ``expected_sha256``), CRCs and WAV count; return the SHA-256.
+
+    ``contents_pinned``: the caller checks the extracted audio against a per-file manifest, so a
+    missing archive pin is only logged at INFO level.
+    """
     checksum = sha256_of(archive_path)
     expected = (expected_sha256 or archive.sha256 or "").lower() or None
     if expected and checksum != expected:
@@ -119,7 +132,10 @@ def verify(archive_path: Path, archive: Archive, expected_sha256: str | None = N
         source = "given with --sha256" if expected_sha256 else "pinned for the official archive"
         raise DownloadError(f"{archive_path}: SHA-256 {checksum} does not match the {expected} {source}; "
                             f"removed it (a wrong mirror or a tampered file), re-run to download again")
-    if expected is None:
+    if expected is None and contents_pinned:
+        log.info("%s: no SHA-256 is pinned for %s (none is published); its SHA-256 is %s; its audio is checked "
+                 "file by file against the pinned manifest instead", archive_path, archive.filename, checksum)
+    elif expected is None:
         log.warning("%s: no SHA-256 is pinned for %s yet, so only CRCs and the file count were checked; its "
                     "SHA-256 is %s (compare it with a trusted copy, then pass --sha256 %s=%s)",
                     archive_path, archive.filename, checksum, archive.filename, checksum)
@@ -220,31 +236,64 @@ def parse_sha256(values: list[str] | None, archives) -> dict[str, str]:
 
 
 def download_corpus(name: str, root: Path, base_url: str | None = None, progress: bool = True,
-                    sha256: list[str] | None = None) -> dict[str, str]:
-    """Download, verify and extract corpus ``name`` into ``root``; return archive checksums."""
+                    sha256: list[str] | None = None, check_manifest: bool = True) -> dict[str, str]:
+    """Download, verify and extract corpus ``name`` into ``root``; return archive checksums.
+
+    With ``check_manifest`` (the default) and a pinned per-file manifest for the corpus, the extracted
+    audio must match it exactly before anything is moved into ``root``.
+    """
     from ..corpora import CORPORA
 
     downloadable = sorted(n for n, cls in CORPORA.items() if cls.archives)
     if name not in downloadable:
         raise DownloadError(f"no download is known for corpus {name!r}; choose one of {', '.join(downloadable)}")
-    archives, extras = CORPORA[name].archives, CORPORA[name].extras
+    cls = CORPORA[name]
+    archives, extras = cls.archives, cls.extras
     overrides = parse_sha256(sha256, archives)
+    pinned = manifest_path(cls)
+    manifest = read_manifest(pinned) if pinned and check_manifest else None
+    if pinned and not check_manifest:
+        log.warning("%s: --no-manifest: the extracted audio is NOT compared with the pinned manifest %s; "
+                    "`bench data verify %s` lists how this copy differs", name, pinned.name, name)
     downloads = root / ".downloads"
-    checksums = {}
-    for archive in archives:
-        path = fetch(_url(archive.url, archive.filename, base_url), downloads / archive.filename, progress)
-        checksums[archive.filename] = verify(path, archive, overrides.get(archive.filename))
-        staging = downloads / f"staging-{archive.target}"
-        shutil.rmtree(staging, ignore_errors=True)
-        safe_extract(path, staging)
-        target = root / archive.target
-        target.mkdir(parents=True, exist_ok=True)
-        for wav in sorted(staging.rglob("*")):
-            if wav.suffix.lower() == ".wav" and wav.is_file() and not wav.name.startswith("._"):
-                wav.replace(target / wav.name)
-        shutil.rmtree(staging, ignore_errors=True)
+    checksums, staged, stagings = {}, {}, []
+    try:
+        for archive in archives:
+            path = fetch(_url(archive.url, archive.filename, base_url), downloads / archive.filename, progress)
+            checksums[archive.filename] = verify(path, archive, overrides.get(archive.filename),
+                                                 contents_pinned=manifest is not None)
+            staging = downloads / f"staging-{archive.target}"
+            shutil.rmtree(staging, ignore_errors=True)
+            stagings.append(staging)
+            safe_extract(path, staging)
+            for wav in sorted(staging.rglob("*")):
+                if wav.suffix.lower() == ".wav" and wav.is_file() and not wav.name.startswith("._"):
+                    staged[f"{archive.target}/{wav.name}"] = wav
+        if manifest is not None:
+            check = compare(staged, manifest)
+            if not check.ok:
+                files = ", ".join(str(downloads / a.filename) for a in archives)
+                raise ManifestError(
+                    f"{name}: the audio in {files} differs from the pinned manifest in {check.differing} "
+                    f"file(s): {check.summary()}; nothing was installed. Delete the archive and re-run to download "
+                    f"it again from the official source, or pass --no-manifest to accept this copy as it is")
+        for relative, wav in staged.items():
+            target = root / relative
+            target.parent.mkdir(parents=True, exist_ok=True)
+            wav.replace(target)
+    finally:
+        for staging in stagings:
+            shutil.rmtree(staging, ignore_errors=True)
     for extra in extras:
         if not (root / extra.filename).is_file():
             fetch(_url(extra.url, extra.filename, base_url), root / extra.filename, progress)
     (root / "checksums.json").write_text(json.dumps(checksums, indent=2, sort_keys=True))
+    if manifest is not None:
+        leftovers = sorted(set(audio_files(root)) - set(manifest))
+        if leftovers:
+            shown = ", ".join(leftovers[:3]) + (f", +{len(leftovers) - 3} more" if len(leftovers) > 3 else "")
+            raise ManifestError(
+                f"{name}: the downloaded audio matches the pinned manifest, but {root} also holds "
+                f"{len(leftovers)} audio file(s) not in it ({shown}); move them out of the corpus folder "
+                f"(`bench data verify {name}` re-checks)")
     return checksums

@@ -30,6 +30,7 @@ class EmoDB(Corpus):
     }
     download_hint = "run `bench data download emodb`"
     archives = (Archive("http://emodb.bilderbar.info/download/download.zip", "download.zip", "wav", 535),)
+    manifest = "emodb.sha256"  # SHA-256 of each of the 535 WAVs under wav/ (corpora/contents.py)
 
     def scan(self):
         self.require_dir(self.root)

@@ -3,6 +3,10 @@
 Audio lives in ``female/`` and ``male/``; ``F03S02.wav`` = gender F, speaker 03, emotion letter S
 (index 3), utterance 02. The official ``shemo.json`` adds speaker ids, gender and the *validated*
 label (majority vote of 12 annotators), which is the default label source when the file is there.
+
+No per-file SHA-256 manifest is pinned for ShEMO (unlike EMO-DB and URDU): its audio has never been
+on the development machines, so there is no verified copy to compute one from. A download is checked
+by CRC and file count only (and ``--sha256`` if given); ``bench data verify shemo`` says so.
 """
 
 from __future__ import annotations

@@ -2,6 +2,9 @@
 
 File ``SM1_F10_A010.wav``: gender M and speaker 1 (``SM1``), file 10 of that speaker, emotion A,
 overall number 010. The folder is the label; the letter is checked against it.
+
+There is no ``bench data download urdu`` (GitHub's generated ``master.zip`` is the only archive);
+``bench data verify urdu`` checks a copy file by file against ``manifests/urdu.sha256``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,8 @@ class Urdu(Corpus):
     description = "URDU corpus (Urdu talk shows, 38 speakers, 4 emotions)"
     label_map = {"Angry": "anger", "Happy": "happiness", "Neutral": "neutral", "Sad": "sadness"}
     download_hint = "get it from github.com/siddiquelatif/URDU-Dataset and unpack it there"
+    # SHA-256 of each of the 400 WAVs as <Emotion>/<file>.wav; `bench data verify urdu` checks a copy
+    manifest = "urdu.sha256"
 
     def scan(self):
         self.require_dir(self.root)
