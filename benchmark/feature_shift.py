@@ -120,4 +120,7 @@ def check_folds(norm: str, inputs, names: list[str], min_fraction: float | None 
 def check_run(norm: str, inputs, feature_set) -> Shift | None:
     """:func:`check_folds` on a run's inputs, with the feature set's column names."""
     n_columns = inputs.X.shape[1] if isinstance(inputs.X, np.ndarray) else inputs.X[0].shape[1]
-    return check_folds(norm, inputs, column_names(feature_set, n_columns))
+    worst = check_folds(norm, inputs, [f"feature_{j}" for j in range(n_columns)])
+    if worst is not None:  # names only when there is a warning to give: openSMILE's cost ~2 s to ask for
+        worst.names = column_names(feature_set, n_columns)
+    return worst

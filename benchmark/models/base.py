@@ -62,6 +62,13 @@ class SERClassifier(ClassifierMixin, BaseEstimator):
             serialization_format="skops", skops_trusted_types=list(self.trusted_types) or None)
 
     @classmethod
+    def warm_up_logging(cls) -> None:
+        """Import the serialiser :meth:`log_model` will use (called in a background thread)."""
+        from .skops_import import import_skops
+
+        import_skops()
+
+    @classmethod
     def load_model(cls, uri: str, classes: list[str]) -> "SERClassifier":
         """The fitted model logged at ``uri``, ready for :meth:`predict_proba`."""
         import mlflow

@@ -308,6 +308,10 @@ class KerasSequenceClassifier(SERClassifier):
             out[index] = np.asarray(self._infer(tf.constant(x)))[: len(index)]
         return out
 
+    @classmethod
+    def warm_up_logging(cls) -> None:
+        pass  # the .keras format needs nothing beyond TensorFlow, already loaded by training
+
     def log_model(self, signature, metadata, registered_name=None):
         import mlflow
 
