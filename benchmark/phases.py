@@ -197,4 +197,15 @@ def run_phase_benchmark(config, runtime, limit_opensmile: int = 40, startup_repe
             report.add("bench predict, 1 file (fresh process)", best_subprocess_seconds(
                 [sys.executable, "-m", "benchmark.cli", "predict", wav, "--model", result.model_uri,
                  "--tracking-uri", env_uri, "--format", "json"], 1))
+            from .predict import Predictor
+
+            predictor, seconds = timed(lambda: Predictor(result.model_uri, runtime.tracking_uri))
+            report.add("bench predict: load the model (in this process)", seconds)
+            files = [u.path for u in data.utterances[:50]]
+            for attempt in ("first", "again"):  # again: the features come from the cache
+                predictor.predict(files)
+                spent = predictor.seconds
+                report.add(f"bench predict: {len(files)} files after load ({attempt})", sum(spent.values()),
+                           f"extraction {1000 * spent['extraction'] / len(files):.1f} ms/file, model "
+                           f"{1000 * spent['model'] / len(files):.2f} ms/file")
     return report

@@ -132,3 +132,68 @@ def test_heartbeat_refreshes_the_tag(tmp_path, monkeypatch):
             later = mlflow.get_run(run.info.run_id).data.tags[lifecycle.HEARTBEAT_TAG]
     assert int(later) > int(first)
     assert mlflow.get_run(run.info.run_id).data.tags[lifecycle.PID_TAG] == str(os.getpid())
+
+
+def wait_for_running_child(process: subprocess.Popen, uri: str, kind: str, timeout: float = 300) -> None:
+    """Until a run tagged as a ``kind`` (fold/trial) child is RUNNING in ``uri``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.communicate()
+        if (Path(uri[len("sqlite:///"):])).exists() and any(
+                r.info.status == "RUNNING" and r.data.tags.get("mlflow.parentRunId")
+                and (kind in r.data.tags.get("ser_bench_kind", "") or kind in r.info.run_name)
+                for r in runs(uri)):
+            return
+        time.sleep(0.5)
+    process.kill()
+    pytest.fail(f"no {kind} run ever became RUNNING")
+
+
+def slow_network_args(tmp_path: Path) -> list[str]:
+    corpus = tone_corpus(tmp_path / "corpus", speakers=4, per_emotion=2)
+    return ["--model", "local_attn_blstm", "--features", "handcrafted36", "--param", "epochs=400",
+            "--param", "patience=400", "--param", "lstm_units=8", "--param", "dense_units=8",
+            "--corpus", f"folder:{corpus}", "--cache-dir", str(tmp_path / "cache")]
+
+
+def test_sigterm_during_parallel_folds_fails_every_run_and_stops_the_fold_workers(tmp_path):
+    uri = f"sqlite:///{tmp_path}/mlflow.db"
+    process = subprocess.Popen([str(Path(sys.executable).parent / "bench"), "run", *slow_network_args(tmp_path),
+                                "--folds", "2", "--jobs", "2", "--tracking-uri", uri],
+                               cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline:  # both fold workers busy training
+        assert process.poll() is None, process.communicate()
+        if len(psutil.Process(process.pid).children(recursive=True)) >= 2 and \
+                any(r.info.status == "RUNNING" for r in runs(uri) if (tmp_path / "mlflow.db").exists()):
+            break
+        time.sleep(0.5)
+    time.sleep(15)  # into training
+    children = psutil.Process(process.pid).children(recursive=True)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err[-2000:]
+    assert "Traceback" not in err and "SIGTERM" in err
+    assert_gone(children, within=60)
+    statuses = [r.info.status for r in runs(uri)]
+    assert statuses and "RUNNING" not in statuses and "FAILED" in statuses
+
+
+def test_sigterm_during_tune_fails_the_trial_and_leaves_nothing_running(tmp_path):
+    import optuna
+
+    uri, storage = f"sqlite:///{tmp_path}/mlflow.db", f"sqlite:///{tmp_path}/optuna.db"
+    process = subprocess.Popen([str(Path(sys.executable).parent / "bench"), "tune", *slow_network_args(tmp_path),
+                                "--split", "random", "--trials", "3", "--study", "sigterm", "--storage", storage,
+                                "--tracking-uri", uri], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True)
+    wait_for_running_child(process, uri, "trial")
+    time.sleep(5)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err[-2000:]
+    assert "Traceback" not in err and "SIGTERM" in err
+    assert "RUNNING" not in [r.info.status for r in runs(uri)]
+    (summary,) = optuna.get_all_study_summaries(storage)
+    trials = optuna.load_study(study_name=summary.study_name, storage=storage).trials
+    assert trials and all(t.state != optuna.trial.TrialState.RUNNING for t in trials)

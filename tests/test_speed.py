@@ -2,6 +2,7 @@
 
 import io
 import os
+import re
 import subprocess
 import sys
 
@@ -163,8 +164,10 @@ def test_bench_bench_times_every_phase_of_a_vector_run(tmp_path):
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     out = " ".join(done.stdout.split())
     for phase in ("start-up", "extraction cold", "extraction warm", "folds (3 fits", "final fit", "whole run",
-                  "MLflow logging", "bench predict"):
+                  "MLflow logging", "bench predict", "bench predict: load the model", "12 files after load (again)"):
         assert phase in out, phase
+    model_ms = re.search(r"12 files after load \(again\).*?model ([0-9.]+) ms/file", out)
+    assert model_ms and float(model_ms.group(1)) < 50  # the per-file target, features aside
     assert "12 computed, 0 cached" in out and "0 computed, 12 cached" in out
     assert "two Smile passes / one pass" in out
     assert "TensorFlow imported by this svm run: no" in out
