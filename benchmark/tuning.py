@@ -16,6 +16,7 @@ MLflow run nested under the study's run.
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import warnings
@@ -209,6 +210,25 @@ def finished_or_running(study) -> int:
     return len(study.get_trials(deepcopy=False, states=states))
 
 
+class _OneLine(logging.Filter):
+    """Optuna logs a failed trial with its traceback; ser-bench prints one line (the message
+    already names the error: `Trial 3 failed ... because of the following error: Terminated(...)`)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.exc_info, record.exc_text = None, None
+        return True
+
+
+def quiet_optuna() -> None:
+    """Optuna's warnings only, each on one line."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for handler in logging.getLogger("optuna").handlers:
+        if not any(isinstance(f, _OneLine) for f in handler.filters):
+            handler.addFilter(_OneLine())
+
+
 def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_name: str) -> dict[str, dict]:
     """One worker: run every study of the protocol until each holds ``options.trials`` trials."""
     import mlflow
@@ -216,7 +236,7 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
 
     from . import tracking
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    quiet_optuna()
     prepared = prepare(config, runtime)
     inputs = build_inputs(prepared, runtime)
     tracking.use_store(runtime.tracking_uri, runtime.experiment)

@@ -134,19 +134,33 @@ def test_heartbeat_refreshes_the_tag(tmp_path, monkeypatch):
     assert mlflow.get_run(run.info.run_id).data.tags[lifecycle.PID_TAG] == str(os.getpid())
 
 
-def wait_for_running_child(process: subprocess.Popen, uri: str, kind: str, timeout: float = 300) -> None:
-    """Until a run tagged as a ``kind`` (fold/trial) child is RUNNING in ``uri``."""
+def running_runs(database: Path, kind: str | None = None) -> int:
+    """RUNNING runs in an MLflow sqlite store (optionally with ser_bench_kind ``kind``), read with
+    sqlite3: an MlflowClient here would race the bench process creating the store's tables."""
+    import sqlite3
+
+    if not database.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=5) as db:
+            if kind is None:
+                return db.execute("SELECT COUNT(*) FROM runs WHERE status = 'RUNNING'").fetchone()[0]
+            return db.execute("SELECT COUNT(*) FROM runs JOIN tags ON tags.run_uuid = runs.run_uuid WHERE "
+                              "runs.status = 'RUNNING' AND tags.key = 'ser_bench_kind' AND tags.value = ?",
+                              (kind,)).fetchone()[0]
+    except sqlite3.Error:  # tables not created yet
+        return 0
+
+
+def wait_until(process: subprocess.Popen, condition, what: str, timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         assert process.poll() is None, process.communicate()
-        if (Path(uri[len("sqlite:///"):])).exists() and any(
-                r.info.status == "RUNNING" and r.data.tags.get("mlflow.parentRunId")
-                and (kind in r.data.tags.get("ser_bench_kind", "") or kind in r.info.run_name)
-                for r in runs(uri)):
+        if condition():
             return
         time.sleep(0.5)
     process.kill()
-    pytest.fail(f"no {kind} run ever became RUNNING")
+    pytest.fail(f"never reached: {what}")
 
 
 def slow_network_args(tmp_path: Path) -> list[str]:
@@ -161,13 +175,8 @@ def test_sigterm_during_parallel_folds_fails_every_run_and_stops_the_fold_worker
     process = subprocess.Popen([str(Path(sys.executable).parent / "bench"), "run", *slow_network_args(tmp_path),
                                 "--folds", "2", "--jobs", "2", "--tracking-uri", uri],
                                cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:  # both fold workers busy training
-        assert process.poll() is None, process.communicate()
-        if len(psutil.Process(process.pid).children(recursive=True)) >= 2 and \
-                any(r.info.status == "RUNNING" for r in runs(uri) if (tmp_path / "mlflow.db").exists()):
-            break
-        time.sleep(0.5)
+    wait_until(process, lambda: running_runs(tmp_path / "mlflow.db") >= 1 and
+               len(psutil.Process(process.pid).children(recursive=True)) >= 2, "fold workers training")
     time.sleep(15)  # into training
     children = psutil.Process(process.pid).children(recursive=True)
     process.send_signal(signal.SIGTERM)
@@ -187,7 +196,7 @@ def test_sigterm_during_tune_fails_the_trial_and_leaves_nothing_running(tmp_path
                                 "--split", "random", "--trials", "3", "--study", "sigterm", "--storage", storage,
                                 "--tracking-uri", uri], cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
-    wait_for_running_child(process, uri, "trial")
+    wait_until(process, lambda: running_runs(tmp_path / "mlflow.db", "trial") >= 1, "a trial running")
     time.sleep(5)
     process.send_signal(signal.SIGTERM)
     out, err = process.communicate(timeout=120)
