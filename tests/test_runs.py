@@ -196,3 +196,30 @@ def test_folds_in_parallel_give_the_same_metrics_in_fold_order(store, corpora_di
                               progress=False))
     assert [f["fold"] for f in one.folds] == [f["fold"] for f in two.folds] == sorted(f["fold"] for f in one.folds)
     assert one.folds == two.folds and one.pooled == two.pooled
+
+
+@pytest.mark.parametrize("worker_start_s, parallel", [(1e9, False), (0.0, True)])
+def test_automatic_jobs_send_folds_to_workers_only_when_a_fold_costs_more_than_a_worker_start(
+        store, corpora_dir, cache_dir, monkeypatch, worker_start_s, parallel):
+    """jobs=None times the first fold in-process; the rest go to loky workers only if it took longer
+    than a worker's start-up. Either way the metrics equal a one-process run."""
+    import joblib
+
+    from benchmark import runner
+
+    monkeypatch.setattr(runner, "WORKER_START_S", worker_start_s)
+    monkeypatch.setattr(runner, "available_cores", lambda: 2)
+    used = []
+    real_parallel = joblib.Parallel
+
+    def recording_parallel(*args, **kwargs):
+        used.append(kwargs.get("n_jobs"))
+        return real_parallel(*args, **kwargs)
+
+    monkeypatch.setattr(joblib, "Parallel", recording_parallel)
+    config = RunConfig(model="svm", features="handcrafted36", final_model=False)
+    automatic = run(config, Runtime(data_dir=str(corpora_dir), cache_dir=cache_dir, tracking_uri=store, jobs=None,
+                                    progress=False))
+    assert bool(used) == parallel and all(n == 2 for n in used)
+    one = run(config, runtime(store, corpora_dir, cache_dir))
+    assert automatic.folds == one.folds and automatic.pooled == one.pooled

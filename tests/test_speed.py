@@ -194,3 +194,32 @@ def test_handcrafted36_compiled_pass_equals_the_numpy_code(window, step):
         np.testing.assert_allclose(new[:, 35], f0, rtol=1e-9)
     voiced_frames = handcrafted.short_term_features(voiced(1.3, 120.0, 0), 16_000, window, step)[:, 35] > 0
     assert voiced_frames.mean() > 0.2  # the test signal is periodic enough to exercise F0
+
+
+def test_bench_speedup_times_both_versions_cold_and_warm(tmp_path):
+    """`bench speedup` as the README shows it, on a corpus of your own, against this checkout's
+    own HEAD (a clean clone always has it): both versions run cold and warm (with --load's busy
+    process beside them) and the table prints a ratio per phase."""
+    rows = []
+    for speaker in range(2):
+        for emotion, f0 in (("anger", 220.0), ("sadness", 110.0)):
+            for take in range(2):
+                path = tmp_path / f"s{speaker}_{emotion}_{take}.wav"
+                sf.write(path, voiced(1.0, f0 + 10 * take, speaker * 10 + take), 16_000, subtype="PCM_16")
+                rows.append(f"{path},{emotion},s{speaker}\n")
+    manifest = tmp_path / "corpus.csv"
+    manifest.write_text("path,emotion,speaker\n" + "".join(rows))
+    done = subprocess.run(["bench", "speedup", "--baseline", "HEAD", "--rounds", "1", "--load", "1",
+                           "--model", "svm", "--features", "handcrafted36", "--corpus", f"folder:{manifest}",
+                           "--classes", "all", "--no-final-model"],
+                          capture_output=True, text=True, timeout=900, cwd=tmp_path, env={**os.environ, "COLUMNS": "250"})
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    out = " ".join(done.stdout.split())
+    for line in ("baseline cold", "baseline warm", "current cold", "current warm"):
+        assert f"round 1/1: {line}" in out, line
+    assert re.search(r"cold │ [0-9.]+ │ [0-9.]+ │ [0-9.]+x", out) and re.search(r"warm │ [0-9.]+ │ [0-9.]+ │ [0-9.]+x", out)
+
+    wrong = subprocess.run(["bench", "speedup", "--baseline", "no-such-revision", "--model", "svm"],
+                           capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
+    assert "--baseline no-such-revision" in wrong.stderr
