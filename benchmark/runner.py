@@ -29,6 +29,7 @@ from .features.functionals import parts_needed
 from .metrics import classification_metrics, uar_interval
 from .models import model_input
 from .normalise import Normaliser, corpus_of
+from .progress import progress as progress_lines
 from .protocols import Fold
 from .vocabulary import apply_map, parse_map
 
@@ -336,18 +337,16 @@ def _logged_run(prepared: Prepared, runtime: Runtime, run_id: str, tuned: TunedP
     if inputs.skipped:
         mlflow.log_text("\n".join(inputs.skipped.values()), "skipped_files.txt")
 
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
     results = []
     tracking.warm_up_in_background(config.model_class(), config.final_model)  # overlaps waits on folds
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  disable=not runtime.progress, transient=True) as bar:
-        task = bar.add_task(f"{config.model.name} folds", total=len(inputs.folds))
+    # a bar on a terminal, one plain line per finished fold in a log file
+    with progress_lines(sum(1 for f in inputs.folds if len(f.test)), f"{config.model.name} folds", unit="folds", enabled=runtime.progress,
+                        every_percent=0.1) as advance:
         for result in evaluate_folds(config, inputs, tuned, runtime.jobs):
             tracking.log_fold(result, sorted(set(inputs.groups[result.fold.test])),
                               sorted(set(corpus_of(inputs.groups[result.fold.train]))))
             results.append(result)
-            bar.advance(task)
+            advance()
 
     predictions, pooled = pooled_result(results, inputs.classes, config.task.seed)
     tracking.log_pooled(pooled, predictions, [{"fold": r.fold.name, "n_train": len(r.fold.train),

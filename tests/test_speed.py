@@ -147,10 +147,10 @@ def test_xgboost_automatic_threads_give_the_same_model_as_one_thread():
     np.testing.assert_array_equal(automatic.predict_proba(X), single.predict_proba(X))
 
 
-def test_bench_bench_times_every_phase_of_a_vector_run(tmp_path):
-    """`bench bench` on a small corpus of your own (a CSV manifest), as the README shows."""
+def small_manifest(tmp_path, speakers: int):
+    """A CSV corpus of your own: ``speakers`` x (anger, sadness) x 2 voiced one-second clips."""
     rows = []
-    for speaker in range(3):
+    for speaker in range(speakers):
         for emotion, f0 in (("anger", 220.0), ("sadness", 110.0)):
             for take in range(2):
                 path = tmp_path / f"s{speaker}_{emotion}_{take}.wav"
@@ -158,6 +158,26 @@ def test_bench_bench_times_every_phase_of_a_vector_run(tmp_path):
                 rows.append(f"{path},{emotion},s{speaker}\n")
     manifest = tmp_path / "corpus.csv"
     manifest.write_text("path,emotion,speaker\n" + "".join(rows))
+    return manifest
+
+
+def test_redirected_run_prints_a_line_per_fold(tmp_path):
+    """`bench run > run.log`: every finished fold is a plain line, not a bar that never reaches the file."""
+    manifest = small_manifest(tmp_path, speakers=3)
+    log = tmp_path / "run.log"
+    with open(log, "w") as handle:
+        done = subprocess.run(["bench", "run", "--model", "svm", "--features", "handcrafted36", "--corpus",
+                               f"folder:{manifest}", "--classes", "all", "--no-final-model"], cwd=tmp_path,
+                              stdout=handle, stderr=subprocess.STDOUT, timeout=600)
+    text = log.read_text()
+    assert done.returncode == 0, text
+    for k in (1, 2, 3):
+        assert f"svm folds: {k}/3 folds" in text, text[-2000:]
+
+
+def test_bench_bench_times_every_phase_of_a_vector_run(tmp_path):
+    """`bench bench` on a small corpus of your own (a CSV manifest), as the README shows."""
+    manifest = small_manifest(tmp_path, speakers=3)
     done = subprocess.run(["bench", "bench", "--corpus", f"folder:{manifest}", "--classes", "all"],
                           capture_output=True, text=True, timeout=900, cwd=tmp_path,
                           env={**os.environ, "COLUMNS": "250"})  # no wrapped table cells
@@ -200,15 +220,7 @@ def test_bench_speedup_times_both_versions_cold_and_warm(tmp_path):
     """`bench speedup` as the README shows it, on a corpus of your own, against this checkout's
     own HEAD (a clean clone always has it): both versions run cold and warm (with --load's busy
     process beside them) and the table prints a ratio per phase."""
-    rows = []
-    for speaker in range(2):
-        for emotion, f0 in (("anger", 220.0), ("sadness", 110.0)):
-            for take in range(2):
-                path = tmp_path / f"s{speaker}_{emotion}_{take}.wav"
-                sf.write(path, voiced(1.0, f0 + 10 * take, speaker * 10 + take), 16_000, subtype="PCM_16")
-                rows.append(f"{path},{emotion},s{speaker}\n")
-    manifest = tmp_path / "corpus.csv"
-    manifest.write_text("path,emotion,speaker\n" + "".join(rows))
+    manifest = small_manifest(tmp_path, speakers=2)
     done = subprocess.run(["bench", "speedup", "--baseline", "HEAD", "--rounds", "1", "--load", "1",
                            "--model", "svm", "--features", "handcrafted36", "--corpus", f"folder:{manifest}",
                            "--classes", "all", "--no-final-model"],
