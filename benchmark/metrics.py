@@ -61,6 +61,7 @@ def uar_interval(y_true, y_pred, resamples: int = 1000, seed: int = 0) -> tuple[
         return np.nanmean(recall, axis=1)
 
     result = bootstrap((true_codes, pred_codes), statistic, paired=True, vectorized=True, n_resamples=resamples,
+                       batch=50,  # bounded memory (50 x n per array) on large corpora; same resamples (tested)
                        method="percentile", random_state=np.random.default_rng(seed))
     return float(result.confidence_interval.low), float(result.confidence_interval.high)
 

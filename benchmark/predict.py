@@ -18,7 +18,7 @@ from .audio import AUDIO_SUFFIXES
 from .config import RunConfig
 from .errors import BenchError
 from .features.extract import extract_features
-from .models import model_input
+from .models import model_input, tensorflow_free
 from .normalise import Normaliser
 
 
@@ -86,10 +86,12 @@ class Predictor:
         ``self.seconds`` then holds this call's ``extraction`` and ``model`` (inputs, normalisation,
         predict_proba) wall seconds, reported apart by ``bench bench``."""
         start = time.perf_counter()
-        result = extract_features([(str(p), p) for p in paths], self.feature_set, progress=progress)
+        result = extract_features([(str(p), p) for p in paths], self.feature_set, progress=progress,
+                                  in_process_ok=tensorflow_free(self.model_class))
         extracted = time.perf_counter()
         ok = [p for p in paths if str(p) in result.features]
         if not ok:
+            self.seconds = {"extraction": extracted - start, "model": 0.0}
             return np.zeros((0, len(self.labels))), [], result.failed
         inputs = model_input(self.model_class, [result.features[str(p)] for p in ok])
         inputs = self.normaliser.transform(inputs, np.zeros(len(ok), dtype=int))

@@ -15,7 +15,7 @@ import logging
 import os
 import time
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -27,7 +27,7 @@ from .features import augmented
 from .features.extract import extract_features
 from .features.functionals import parts_needed
 from .metrics import classification_metrics, uar_interval
-from .models import model_input
+from .models import model_input, tensorflow_free
 from .normalise import Normaliser, corpus_of
 from .progress import progress as progress_lines
 from .protocols import Fold
@@ -162,7 +162,8 @@ def build_inputs(prepared: Prepared, runtime: Runtime) -> Inputs:
     keys = [f"{u.id}@{u.corpus}" for u in data.utterances]
     extraction = extract_features(list(zip(keys, (u.path for u in data.utterances))), prepared.feature_set,
                                   cache_dir=runtime.cache_dir, jobs=runtime.jobs, progress=runtime.progress,
-                                  parts=parts_needed(prepared.config.model_class().input_kind, prepared.feature_set))
+                                  parts=parts_needed(prepared.config.model_class().input_kind, prepared.feature_set),
+                                  in_process_ok=tensorflow_free(prepared.config.model_class()))
     keep = np.array([key in extraction.features for key in keys])
     if not keep.any():
         raise BenchError("no utterance could be read: " + next(iter(extraction.failed.values()), ""))
@@ -246,14 +247,15 @@ WORKER_START_S = 2.0
 
 
 def evaluate_folds(config: RunConfig, inputs: Inputs, tuned: TunedParams | None = None,
-                   jobs: int | None = 1) -> Iterator[FoldResult]:
+                   jobs: int | None = 1, on_workers: Callable[[], None] | None = None) -> Iterator[FoldResult]:
     """Every fold's result, in fold order, as soon as it (and those before it) exist.
 
     With ``jobs`` > 1 independent folds run in joblib's loky worker processes, one thread each
     (processes, not threads: the fits are CPU-bound and their libraries' own threads oversubscribe
     small machines); the results are the same as with one job. ``jobs=None`` (automatic) times
     the first fold here and sends the rest to one worker per core only if a fold costs more than
-    a worker's start-up (:data:`WORKER_START_S`).
+    a worker's start-up (:data:`WORKER_START_S`). ``on_workers`` is called once if folds go to
+    workers (this process then mostly waits: a moment for work of its own).
     """
     folds = [f for f in inputs.folds if len(f.test)]
     for fold in inputs.folds:
@@ -263,11 +265,16 @@ def evaluate_folds(config: RunConfig, inputs: Inputs, tuned: TunedParams | None 
     jobs = min(available_cores() if automatic else jobs, len(folds))
     if automatic and jobs > 1:
         start = time.perf_counter()
-        yield evaluate_fold(config, inputs, folds[0], tuned)
-        folds = folds[1:]
-        if time.perf_counter() - start < WORKER_START_S:
+        first = evaluate_fold(config, inputs, folds[0], tuned)
+        if time.perf_counter() - start < WORKER_START_S:  # timed before the caller logs it
             jobs = 1
+        yield first
+        folds = folds[1:]
         jobs = min(jobs, len(folds))
+        if jobs > 1 and on_workers is not None:
+            on_workers()
+    elif jobs > 1 and on_workers is not None:
+        on_workers()
     if jobs <= 1:
         for fold in folds:
             yield evaluate_fold(config, inputs, fold, tuned)
@@ -338,16 +345,22 @@ def _logged_run(prepared: Prepared, runtime: Runtime, run_id: str, tuned: TunedP
         mlflow.log_text("\n".join(inputs.skipped.values()), "skipped_files.txt")
 
     results = []
-    tracking.warm_up_in_background(config.model_class(), config.final_model)  # overlaps waits on folds
+    warm_up = []  # logging's imports, in a thread while this process waits on fold workers
+
+    def start_warm_up() -> None:
+        warm_up.append(tracking.warm_up_in_background(config.model_class(), config.final_model))
+
     # a bar on a terminal, one plain line per finished fold in a log file
     with progress_lines(sum(1 for f in inputs.folds if len(f.test)), f"{config.model.name} folds", unit="folds", enabled=runtime.progress,
                         every_percent=0.1) as advance:
-        for result in evaluate_folds(config, inputs, tuned, runtime.jobs):
+        for result in evaluate_folds(config, inputs, tuned, runtime.jobs, on_workers=start_warm_up):
             tracking.log_fold(result, sorted(set(inputs.groups[result.fold.test])),
                               sorted(set(corpus_of(inputs.groups[result.fold.train]))))
             results.append(result)
             advance()
 
+    for thread in warm_up:
+        thread.join()  # no import still running in another thread while logging uses those libraries
     predictions, pooled = pooled_result(results, inputs.classes, config.task.seed)
     tracking.log_pooled(pooled, predictions, [{"fold": r.fold.name, "n_train": len(r.fold.train),
                                                "n_test": len(r.fold.test), **r.metrics} for r in results],

@@ -51,14 +51,21 @@ class SpeedupResult:
 def export_revision(revision: str, destination: Path) -> Path:
     """The source tree of ``revision`` of the git repository holding this package."""
     repo = Path(__file__).resolve().parents[1]
-    archive = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", revision],
-                             capture_output=True, timeout=120)
-    if archive.returncode != 0:
-        reason = archive.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["git failed"]
-        raise BenchError(f"--baseline {revision}: cannot export it from {repo} ({reason[0]}); "
-                         f"give a commit or tag of this git checkout")
-    destination.mkdir(parents=True)
-    subprocess.run(["tar", "-x", "-C", str(destination)], input=archive.stdout, check=True, timeout=120)
+    try:
+        archive = subprocess.run(["git", "-C", str(repo), "archive", "--format=tar", revision],
+                                 capture_output=True, timeout=120)
+        if archive.returncode != 0:
+            reason = archive.stderr.decode(errors="replace").strip().splitlines()[-1:] or ["git failed"]
+            raise BenchError(f"--baseline {revision}: cannot export it from {repo} ({reason[0]}); "
+                             f"give a commit or tag of this git checkout")
+        destination.mkdir(parents=True)
+        subprocess.run(["tar", "-x", "-C", str(destination)], input=archive.stdout, check=True, timeout=120,
+                       capture_output=True)
+        # byte-compiled like the checkout it is compared with, so its first (cold) run pays no compilation
+        subprocess.run([sys.executable, "-m", "compileall", "-q", str(destination / "benchmark")], check=True,
+                       timeout=300, capture_output=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise BenchError(f"--baseline {revision}: cannot export it ({exc}); git and tar must be installed") from None
     return destination
 
 

@@ -14,6 +14,8 @@ import contextlib
 import hashlib
 from pathlib import Path
 
+from .errors import BenchError
+
 
 class StudyFull(Exception):
     """The study holds the requested trials (finished or running): this worker is done."""
@@ -27,19 +29,28 @@ def study_lock(storage, study_name: str):
         from sqlalchemy import text
 
         key = int.from_bytes(hashlib.sha256(f"ser-bench:{study_name}".encode()).digest()[:8], "big", signed=True)
-        with storage.engine.connect() as connection:
-            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
-            try:
-                yield
-            finally:
-                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+        # a transaction-level lock: released when the transaction ends, however it ends (or the
+        # connection dies), so a pooled connection can never go back to the pool holding it
+        with storage.engine.begin() as connection:
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+            yield
         return
     if url.startswith("sqlite:///") and url != "sqlite:///:memory:":
         from filelock import FileLock
+        from sqlalchemy.engine import make_url
 
-        database = Path(url[len("sqlite:///"):])
-        with FileLock(str(database) + f".{hashlib.sha256(study_name.encode()).hexdigest()[:12]}.lock"):
+        database = Path(make_url(url).database).resolve()  # one lock file however the URL spells the path
+        path = f"{database}.{hashlib.sha256(study_name.encode()).hexdigest()[:12]}.lock"
+        lock = FileLock(path)
+        try:
+            lock.acquire()
+        except OSError as exc:
+            raise BenchError(f"cannot create the study lock {path} ({exc.strerror or exc}); make the folder of "
+                             f"the Optuna database writable") from None
+        try:
             yield
+        finally:
+            lock.release()
         return
     yield  # another database: the callback's check only (at most one surplus trial per extra worker)
 

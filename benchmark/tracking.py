@@ -124,7 +124,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def warm_up_in_background(model_class, final_model: bool) -> None:
+def warm_up_in_background(model_class, final_model: bool):
     """Import what logging will need (matplotlib for the confusion matrices, the model's
     serialiser) in a daemon thread, while the folds run in worker processes and this process
     mostly waits on them: ~2-3 s of a warm svm run otherwise spent after the folds. Any failure
@@ -143,7 +143,9 @@ def warm_up_in_background(model_class, final_model: bool) -> None:
         except Exception:  # pragma: no cover - an optimisation only
             pass
 
-    threading.Thread(target=work, daemon=True, name="ser-bench-warm-up").start()
+    thread = threading.Thread(target=work, daemon=True, name="ser-bench-warm-up")
+    thread.start()
+    return thread
 
 
 def log_confusion_matrices(y_true, y_pred, labels, prefix: str = "") -> None:

@@ -211,11 +211,15 @@ def finished_or_running(study) -> int:
 
 
 class _OneLine(logging.Filter):
-    """Optuna logs a failed trial with its traceback; ser-bench prints one line (the message
-    already names the error: `Trial 3 failed ... because of the following error: Terminated(...)`)."""
+    """Optuna logs a failed trial with its traceback; for the failures ser-bench expects (a
+    BenchError, Ctrl-C, SIGTERM) the message alone says it all (`Trial 3 failed ... because of the
+    following error: Terminated(...)`), so it is printed on one line. Anything else keeps its
+    traceback: it is a bug, and the traceback is how it gets fixed."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.exc_info, record.exc_text = None, None
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, (BenchError, KeyboardInterrupt)):
+            record.exc_info, record.exc_text = None, None
         return True
 
 

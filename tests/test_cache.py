@@ -95,3 +95,14 @@ def test_a_warm_pass_starts_no_worker_process(small_emodb, tmp_path, monkeypatch
     assert second.cached == len(first.features) == 14 and second.computed == 0
     for uid, arrays in first.features.items():
         np.testing.assert_array_equal(arrays["frames"], second.features[uid]["frames"])
+
+
+def test_opensmile_stays_out_of_a_process_that_may_load_tensorflow():
+    """openSMILE (and its audio-augmented copies) extract in worker processes unless the caller
+    says no TensorFlow is used here (a vector model's run, `bench predict` of one)."""
+    from benchmark.models import get_model, tensorflow_free
+
+    assert get_feature_set("egemaps").needs_own_process
+    assert get_feature_set("augmented", base="egemaps", kind="noise", value=10.0).needs_own_process
+    assert not get_feature_set("augmented", base="librosa46", kind="noise", value=10.0).needs_own_process
+    assert not tensorflow_free(type(get_model("local_attn_blstm")))

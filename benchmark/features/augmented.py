@@ -59,6 +59,10 @@ class Augmented(FeatureSet):
         return self.base_set.level
 
     @property
+    def needs_own_process(self) -> bool:  # openSMILE copies run where openSMILE itself must
+        return self.base_set.needs_own_process
+
+    @property
     def feature_names(self) -> list[str]:
         return self.base_set.feature_names
 

@@ -207,10 +207,13 @@ def extract_features(
     jobs: int | None = None,
     progress: bool = True,
     parts: Collection[str] | None = None,
+    in_process_ok: bool = False,
 ) -> ExtractionResult:
     """Features of ``items`` = [(utterance id, audio path)], in parallel, via the cache.
 
     ``parts``: the arrays the caller needs (None: all the set gives); see the module docstring.
+    ``in_process_ok``: the caller will not load TensorFlow in this process, so even a set that
+    ``needs_own_process`` (openSMILE) may read its cache and extract single files here.
     """
     root = cache_root(cache_dir) if use_cache else None
     cache = FeatureCache(root, feature_set) if root else None
@@ -236,8 +239,9 @@ def extract_features(
 
     parts = tuple(parts) if parts is not None else None
     items = [(uid, str(path)) for uid, path in items]
+    own_process = feature_set.needs_own_process and not in_process_ok
     with progress_lines(len(items), feature_set.name, enabled=progress) as advance:
-        if cache is not None:  # cached files are read here: no worker process is started for them
+        if cache is not None and not own_process:  # cached files are read here: no worker process started
             uncached = []
             for uid, path in items:
                 hit = cache_hit(Path(path), feature_set, cache, parts)
@@ -247,7 +251,7 @@ def extract_features(
                     record(uid, "cached", hit, "")
                     advance()
             items = uncached
-        if (jobs == 1 or len(items) < 2) and not feature_set.needs_own_process:
+        if (jobs == 1 or len(items) < 2) and not own_process:
             for start in range(0, len(items), per_task):
                 for outcome in features_of_files(items[start:start + per_task], feature_set, cache, parts):
                     record(*outcome)

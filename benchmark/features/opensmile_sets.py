@@ -15,7 +15,6 @@ those of ``Smile`` bit for bit (same config, same int16 input; tested against a 
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Collection
 from dataclasses import dataclass
 
@@ -105,13 +104,11 @@ class OpenSmileConfig(FeatureConfig):
 
 class OpenSmileSet(FeatureSet):
     config_class = OpenSmileConfig
-    @property
-    def needs_own_process(self) -> bool:
-        """openSMILE's native library corrupts the heap of a process that has loaded TensorFlow
-        ("malloc(): invalid size"), so then it runs in a clean worker process. Without TensorFlow
-        (vector models, ``bench predict`` of an SVM) one file is extracted in-process: a worker's
-        start-up (interpreter, numpy, opensmile) cost ~3 s of a one-file ``bench predict``."""
-        return "tensorflow" in sys.modules
+    # openSMILE's native library corrupts the heap of a process that has loaded TensorFlow
+    # ("malloc(): invalid size"), so it runs in a clean worker process, unless the caller of
+    # extract_features says no TensorFlow is used in this process (``in_process_ok``: a vector
+    # model's run or ``bench predict``), which saves a worker's start-up (~3 s of a one-file predict).
+    needs_own_process = True
     libraries = ("numpy", "opensmile")
     min_seconds = 0.06  # openSMILE fills shorter segments with NaN (measured: 55 ms fails, 60 ms works)
     smile_set: str = ""

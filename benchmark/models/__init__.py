@@ -22,3 +22,11 @@ def get_model(name: str, **params) -> SERClassifier:
 MODELS.discover(__name__, __path__, lazy=("keras_layers",))
 
 __all__ = ["MODELS", "SERClassifier", "get_model", "model_input", "register_model"]
+
+
+def tensorflow_free(model_class) -> bool:
+    """Neither this model nor anything before it loaded TensorFlow into this process (openSMILE
+    may then run here; see ``extract_features(in_process_ok=...)``)."""
+    import sys
+
+    return not model_class.loads_tensorflow and "tensorflow" not in sys.modules

@@ -28,6 +28,8 @@ class SERClassifier(ClassifierMixin, BaseEstimator):
     input_kind: ClassVar[Literal["sequence", "vector"]] = "vector"
     default_features: ClassVar[str] = "egemaps"
     description: ClassVar[str] = ""
+    # loads TensorFlow into the process (native libraries such as openSMILE must then stay out of it)
+    loads_tensorflow: ClassVar[bool] = False
 
     def fit(self, X, y, groups=None, on_epoch: EpochHook | None = None) -> "SERClassifier":  # pragma: no cover
         raise NotImplementedError

@@ -172,6 +172,7 @@ def epoch_callback(on_epoch, owner):
 
 class KerasSequenceClassifier(SERClassifier):
     input_kind = "sequence"
+    loads_tensorflow = True
     common_params = tuple(RECIPE_DEFAULTS)
     # Tests set this to a callable(kind, batch) to see exactly what the network is fed:
     # kind is "train", "validation" or "predict".
