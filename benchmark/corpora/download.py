@@ -21,7 +21,6 @@ manifest (its audio was never on the development machines): CRCs and the file co
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import shutil
@@ -33,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from ..errors import DownloadError
-from .contents import ManifestError, audio_files, compare, manifest_path, read_manifest
+from .contents import ManifestError, audio_files, compare, manifest_path, read_manifest, sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +109,6 @@ def fetch(url: str, destination: Path, progress: bool = True) -> Path:
     return destination
 
 
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def verify(archive_path: Path, archive: Archive, expected_sha256: str | None = None,
            contents_pinned: bool = False) -> str:
     """Check the SHA-256 (pinned or ``expected_sha256``), CRCs and WAV count; return the SHA-256.
@@ -125,7 +116,7 @@ def verify(archive_path: Path, archive: Archive, expected_sha256: str | None = N
     ``contents_pinned``: the caller checks the extracted audio against a per-file manifest, so a
     missing archive pin is only logged at INFO level.
     """
-    checksum = sha256_of(archive_path)
+    checksum = sha256_file(archive_path)
     expected = (expected_sha256 or archive.sha256 or "").lower() or None
     if expected and checksum != expected:
         archive_path.unlink()
