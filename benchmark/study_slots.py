@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import warnings
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from .errors import BenchError
@@ -67,3 +69,32 @@ def cap_trials(study, storage, trials: int, counted) -> None:
             return ask(*args, **kwargs)
 
     study.ask = ask_within_budget
+
+
+def fail_dead_trials(study, storage, grace_s: float) -> int:
+    """Mark the running trials of killed workers FAIL, so that they stop counting against the budget.
+
+    Optuna's ``fail_stale_trials`` only judges trials that have sent a heartbeat; a worker killed
+    between creating a trial and its first heartbeat (milliseconds, but a ``kill -9`` can land
+    there) leaves a trial RUNNING for ever. Such a trial is dead once it is older than the grace
+    period without a single heartbeat. Returns how many heartbeat-less trials were failed."""
+    import optuna
+
+    with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
+    engine = getattr(storage, "engine", None)
+    if engine is None:
+        return 0
+    from sqlalchemy import text
+
+    with engine.connect() as connection:
+        beating = {row[0] for row in connection.execute(text("SELECT trial_id FROM trial_heartbeats"))}
+    oldest = datetime.now() - timedelta(seconds=grace_s)  # Optuna stamps datetime_start with local time
+    failed = 0
+    for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        if trial._trial_id in beating or trial.datetime_start is None or trial.datetime_start > oldest:
+            continue
+        with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+            failed += bool(storage.set_trial_state_values(trial._trial_id, state=optuna.trial.TrialState.FAIL))
+    return failed

@@ -31,7 +31,7 @@ from .config import RunConfig
 from .errors import BenchError
 from .metrics import uar as unweighted_recall
 from .runner import Inputs, Runtime, TunedParams, build_inputs, fit_and_predict, prepare, take
-from .study_slots import StudyFull, cap_trials
+from .study_slots import StudyFull, cap_trials, fail_dead_trials
 
 DEFAULT_STORAGE = "optuna.db"
 # A worker beats every HEARTBEAT_S; its running trial counts as dead (FAIL) after GRACE_S of silence.
@@ -262,9 +262,7 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
         stop = optuna.study.MaxTrialsCallback(
             options.trials, states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED,
                                     optuna.trial.TrialState.RUNNING))
-        with warnings.catch_warnings():  # heartbeats are "experimental" in Optuna since 2.9
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            optuna.storages.fail_stale_trials(study)  # a killed worker's trials stop counting as running
+        fail_dead_trials(study, storage, GRACE_S)  # a killed worker's trials stop counting as running
         cap_trials(study, storage, options.trials, finished_or_running)
         with contextlib.suppress(StudyFull):
             study.optimize(make_objective(config, inputs, pool, options, run_id, tracking_uri), n_trials=None,

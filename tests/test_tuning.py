@@ -134,7 +134,10 @@ def test_a_killed_study_resumes_with_the_same_command(data_dir, stores, tmp_path
     deadline = time.time() + 300
     while time.time() < deadline:  # let it finish a couple of trials, then kill it mid-study
         if (tmp_path / "optuna.db").exists():
-            summaries = optuna.get_all_study_summaries(stores["storage"])
+            try:  # the worker may still be creating the tables
+                summaries = optuna.get_all_study_summaries(stores["storage"])
+            except Exception:
+                summaries = []
             if summaries and summaries[0].n_trials >= 3:
                 break
         time.sleep(0.2)
@@ -150,6 +153,25 @@ def test_a_killed_study_resumes_with_the_same_command(data_dir, stores, tmp_path
     assert len(finished) == 25
     assert not study.get_trials(states=(optuna.trial.TrialState.RUNNING,))
     assert sorted(t.number for t in study.trials) == list(range(len(study.trials)))
+
+
+def test_a_trial_killed_before_its_first_heartbeat_stops_counting(tmp_path):
+    """A worker killed between creating a trial and its first heartbeat leaves a RUNNING trial that
+    Optuna's own stale check never sees; past the grace period it is failed, a fresh one is not."""
+    import time
+
+    from benchmark.study_slots import fail_dead_trials
+    from benchmark.tuning import finished_or_running, open_storage
+
+    storage = open_storage(f"sqlite:///{tmp_path / 'dead.db'}")
+    study = optuna.create_study(study_name="dead", storage=storage)
+    orphan = study.ask()  # ask() alone sends no heartbeat: exactly what a kill -9 right after it leaves
+    time.sleep(1.5)
+    fresh = study.ask()
+    assert fail_dead_trials(study, storage, grace_s=1.0) == 1
+    states = {t.number: t.state for t in study.get_trials(deepcopy=False)}
+    assert states == {orphan.number: optuna.trial.TrialState.FAIL, fresh.number: optuna.trial.TrialState.RUNNING}
+    assert finished_or_running(study) == 1
 
 
 def test_workers_racing_for_trials_never_exceed_the_requested_number(tmp_path):

@@ -222,7 +222,7 @@ class KerasSequenceClassifier(SERClassifier):
             weight_of_class[present] = compute_class_weight("balanced", classes=present, y=target[train])
         elif self.class_weight not in (None, "none"):
             raise BenchError(f"class_weight={self.class_weight!r}: use balanced or none")
-        onehot = np.eye(n_classes, dtype=np.float32)[target]
+        onehot_of_class = np.eye(n_classes, dtype=np.float32)  # row c: the target of class c
 
         fit_callbacks = []
         if val.size:
@@ -243,7 +243,8 @@ class KerasSequenceClassifier(SERClassifier):
             train_sequences += [copies.X[k] for k in use]
             train_targets = np.concatenate([train_targets, target[copies.source[use]]])
         if self.bucketing:
-            data = self._training_dataset(train_sequences, onehot[train_targets], weight_of_class[train_targets])
+            data = self._training_dataset(train_sequences, onehot_of_class[train_targets],
+                                          weight_of_class[train_targets])
             history = self.model_.fit(data, epochs=self.epochs, callbacks=fit_callbacks, verbose=self.verbose,
                                       shuffle=False)  # the buckets are reshuffled every epoch already
         else:
@@ -251,7 +252,7 @@ class KerasSequenceClassifier(SERClassifier):
                 raise BenchError("augmentation (time_masks, feature_masks, mixup_alpha) needs bucketing=true")
             padded = pad_batch(train_sequences, round_up(max(len(s) for s in train_sequences), self.pad_multiple))
             self._observe("train", padded)
-            history = self.model_.fit(padded, onehot[train_targets], sample_weight=weight_of_class[train_targets],
+            history = self.model_.fit(padded, onehot_of_class[train_targets], sample_weight=weight_of_class[train_targets],
                                       batch_size=self.batch_size, epochs=self.epochs, shuffle=True,
                                       callbacks=fit_callbacks, verbose=self.verbose)
         self.history_ = history.history
