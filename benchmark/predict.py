@@ -51,21 +51,15 @@ class Predictor:
     trust_model: bool = False  # allow formats that run code when loaded (pickle); see model_trust
 
     def __post_init__(self):
-        import mlflow
+        from . import model_cache, tracking
 
-        from . import tracking
-
-        tracking.quiet_mlflow()
-        mlflow.set_tracking_uri(tracking.resolve_tracking_uri(self.tracking_uri))
-        try:
-            info = mlflow.models.get_model_info(self.uri)
-        except Exception as exc:
-            raise BenchError(f"cannot open model {self.uri} ({str(exc).splitlines()[0]}); "
-                             f"use runs:/<run id>/model or models:/<name>@<alias>") from None
+        tracking_uri = tracking.resolve_tracking_uri(self.tracking_uri)
+        found = model_cache.lookup(self.uri, tracking_uri) or self._through_mlflow(tracking_uri)
+        self.from_local_copy = found.model_dir is not None
         from .model_trust import require_safe_format
 
-        require_safe_format(info.flavors, self.uri, self.trust_model)  # before anything is unpickled
-        meta = info.metadata or {}
+        require_safe_format(found.flavors, self.uri, self.trust_model)  # before anything is unpickled
+        meta = found.metadata or {}
         if "label_map" not in meta or "ser_bench_config" not in meta:
             raise BenchError(f"model {self.uri} was not logged by this version of ser-bench (no run configuration "
                              f"in its metadata); log it again with `bench run`")
@@ -74,11 +68,34 @@ class Predictor:
         self.feature_set = self.config.build_features()
         self.model_class = self.config.model_class()
         self.normaliser = Normaliser(self.config.task.norm)
-        if self.normaliser.mode != "none":
-            stats = mlflow.artifacts.load_dict(f"runs:/{info.run_id}/preprocessing/normaliser.json")
-            if stats.get("mean") is not None:
-                self.normaliser.mean_, self.normaliser.std_ = np.array(stats["mean"]), np.array(stats["std"])
-        self.model = self.model_class.load_model(self.uri, list(self.labels))
+        if self.normaliser.mode != "none" and found.normaliser and found.normaliser.get("mean") is not None:
+            self.normaliser.mean_ = np.array(found.normaliser["mean"])
+            self.normaliser.std_ = np.array(found.normaliser["std"])
+        if found.model_dir is not None:
+            self.model = self.model_class.load_local(found.model_dir, found.flavors, list(self.labels))
+        else:
+            self.model = self.model_class.load_model(self.uri, list(self.labels))
+
+    def _through_mlflow(self, tracking_uri: str):
+        """The model's description from the MLflow store; a model URI that names one model for
+        ever is also copied into the local cache (:mod:`benchmark.model_cache`) for next time."""
+        import mlflow
+
+        from . import model_cache, tracking
+
+        tracking.quiet_mlflow()
+        mlflow.set_tracking_uri(tracking_uri)
+        try:
+            info = mlflow.models.get_model_info(self.uri)
+        except Exception as exc:
+            raise BenchError(f"cannot open model {self.uri} ({str(exc).splitlines()[0]}); "
+                             f"use runs:/<run id>/model or models:/<name>@<alias>") from None
+        normaliser, config = None, (info.metadata or {}).get("ser_bench_config")
+        if config is not None and RunConfig.from_dict(config).task.norm != "none":
+            normaliser = mlflow.artifacts.load_dict(f"runs:/{info.run_id}/preprocessing/normaliser.json")
+        found = model_cache.CachedModel(self.uri, info.flavors, info.metadata or {}, normaliser, None)
+        return model_cache.save(found, tracking_uri, lambda folder: mlflow.artifacts.download_artifacts(
+            self.uri, dst_path=str(folder)))
 
     def predict(self, paths: list[Path], progress: bool = False):
         """(probabilities (files x classes) of the readable files, their paths, {path: error}).

@@ -247,15 +247,14 @@ WORKER_START_S = 2.0
 
 
 def evaluate_folds(config: RunConfig, inputs: Inputs, tuned: TunedParams | None = None,
-                   jobs: int | None = 1, on_workers: Callable[[], None] | None = None) -> Iterator[FoldResult]:
+                   jobs: int | None = 1) -> Iterator[FoldResult]:
     """Every fold's result, in fold order, as soon as it (and those before it) exist.
 
     With ``jobs`` > 1 independent folds run in joblib's loky worker processes, one thread each
     (processes, not threads: the fits are CPU-bound and their libraries' own threads oversubscribe
     small machines); the results are the same as with one job. ``jobs=None`` (automatic) times
     the first fold here and sends the rest to one worker per core only if a fold costs more than
-    a worker's start-up (:data:`WORKER_START_S`). ``on_workers`` is called once if folds go to
-    workers (this process then mostly waits: a moment for work of its own).
+    a worker's start-up (:data:`WORKER_START_S`).
     """
     folds = [f for f in inputs.folds if len(f.test)]
     for fold in inputs.folds:
@@ -271,10 +270,6 @@ def evaluate_folds(config: RunConfig, inputs: Inputs, tuned: TunedParams | None 
         yield first
         folds = folds[1:]
         jobs = min(jobs, len(folds))
-        if jobs > 1 and on_workers is not None:
-            on_workers()
-    elif jobs > 1 and on_workers is not None:
-        on_workers()
     if jobs <= 1:
         for fold in folds:
             yield evaluate_fold(config, inputs, fold, tuned)
@@ -345,15 +340,15 @@ def _logged_run(prepared: Prepared, runtime: Runtime, run_id: str, tuned: TunedP
         mlflow.log_text("\n".join(inputs.skipped.values()), "skipped_files.txt")
 
     results = []
-    warm_up = []  # logging's imports, in a thread while this process waits on fold workers
-
-    def start_warm_up() -> None:
-        warm_up.append(tracking.warm_up_in_background(config.model_class(), config.final_model))
+    # logging's imports (matplotlib, the model's serialiser) in a thread while the folds run: in
+    # worker processes (this process waits) or here (a fit's C code leaves the other core free)
+    warm_up = [tracking.warm_up_in_background(config.model_class(), config.final_model)] \
+        if available_cores() > 1 else []
 
     # a bar on a terminal, one plain line per finished fold in a log file
     with progress_lines(sum(1 for f in inputs.folds if len(f.test)), f"{config.model.name} folds", unit="folds", enabled=runtime.progress,
                         every_percent=0.1) as advance:
-        for result in evaluate_folds(config, inputs, tuned, runtime.jobs, on_workers=start_warm_up):
+        for result in evaluate_folds(config, inputs, tuned, runtime.jobs):
             tracking.log_fold(result, sorted(set(inputs.groups[result.fold.test])),
                               sorted(set(corpus_of(inputs.groups[result.fold.train]))))
             results.append(result)

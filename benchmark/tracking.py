@@ -126,8 +126,9 @@ def git_commit() -> str:
 
 def warm_up_in_background(model_class, final_model: bool):
     """Import what logging will need (matplotlib for the confusion matrices, the model's
-    serialiser) in a daemon thread, while the folds run in worker processes and this process
-    mostly waits on them: ~2-3 s of a warm svm run otherwise spent after the folds. Any failure
+    serialiser) in a daemon thread, while the folds run (in worker processes, where this process
+    waits, or here, where a fit's C code leaves the other cores free): ~2-3 s of a warm svm run
+    otherwise spent after the folds. Any failure
     here is ignored; the same imports then simply happen when logging."""
     import threading
 
@@ -254,19 +255,37 @@ def log_feature_shift(message: str, table) -> None:
 
 def log_fold(result, test_speakers: list[str], train_corpora: list[str] = ()) -> None:
     """One nested run per fold: its metrics, per-epoch metrics and the parameters it really used.
-    ``train_corpora``/``test_corpora`` tags place the fold in ``bench report --matrix``."""
-    import mlflow
+    ``train_corpora``/``test_corpora`` tags place the fold in ``bench report --matrix``.
 
+    Written as one run creation, one batch and one status change (three store transactions, not
+    one per call of the fluent API): logging ten folds this way takes half the time.
+    """
+    import time
+
+    import mlflow
+    from mlflow.entities import Metric, Param
+    from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
+
+    parent = mlflow.active_run()
+    client = mlflow.MlflowClient()
     test_corpora = sorted({speaker.split(":", 1)[0] for speaker in test_speakers})
-    with mlflow.start_run(run_name=result.fold.name, nested=True):
-        mlflow.set_tags({"fold": result.fold.name, "test_speakers": ",".join(test_speakers)[:5000],
-                         "train_corpora": ",".join(train_corpora), "test_corpora": ",".join(test_corpora)})
-        if result.params:
-            mlflow.log_params({f"tuned.{k}": v for k, v in result.params.items()})
-        for epoch, metrics in enumerate(result.epochs):
-            log_epoch_metrics(epoch, metrics)
-        mlflow.log_metrics({**result.metrics, "n_train": len(result.fold.train), "n_test": len(result.fold.test),
-                            "fit_seconds": result.seconds})
+    tags = {MLFLOW_PARENT_RUN_ID: parent.info.run_id, "fold": result.fold.name,
+            "test_speakers": ",".join(test_speakers)[:5000], "train_corpora": ",".join(train_corpora),
+            "test_corpora": ",".join(test_corpora)}
+    run = client.create_run(parent.info.experiment_id, tags=tags, run_name=result.fold.name)
+    now = int(time.time() * 1000)
+    metrics = [Metric(f"epoch_{key}", float(value), now, epoch)
+               for epoch, values in enumerate(result.epochs) for key, value in values.items()]
+    final = {**result.metrics, "n_train": len(result.fold.train), "n_test": len(result.fold.test),
+             "fit_seconds": result.seconds}
+    metrics += [Metric(key, float(value), now, 0) for key, value in final.items()]
+    params = [Param(f"tuned.{key}", str(value)) for key, value in (result.params or {}).items()]
+    try:
+        client.log_batch(run.info.run_id, metrics=metrics, params=params)
+    except BaseException:
+        client.set_terminated(run.info.run_id, "FAILED")
+        raise
+    client.set_terminated(run.info.run_id, "FINISHED")
 
 
 def log_pooled(pooled: dict, predictions, fold_rows: list[dict], classes) -> None:

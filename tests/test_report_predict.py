@@ -111,6 +111,36 @@ def test_predict_keras_model_on_any_length(store, tmp_path, emodb_files):
     assert {Path(p["path"]).name for p in predictions} == {"long.wav", "short.wav"}
 
 
+def test_predict_again_reads_the_local_copy_without_importing_mlflow(store, tmp_path, emodb_files):
+    """The URI `bench run` prints names one model for ever: the second `bench predict` of it loads the
+    local copy (no MLflow import, same probabilities); a damaged copy falls back to the store."""
+    uri, results = store
+    env = {**os.environ, "SER_BENCH_CACHE": str(tmp_path / "cache")}
+
+    def predict(model):
+        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "benchmark.cli", "predict",
+                               str(emodb_files[0]), "--model", model, "--tracking-uri", uri, "--format", "json"],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr[-3000:]
+        imported_mlflow = any(line.rstrip().endswith("| mlflow") for line in done.stderr.splitlines())
+        return json.loads(done.stdout)["predictions"][0], imported_mlflow
+
+    expected = {}
+    for name in ("svm", "xgboost"):
+        model = results[name].model_uri
+        assert model.startswith("models:/m-")
+        expected[name], first_imported_mlflow = predict(model)
+        again, again_imported_mlflow = predict(model)
+        assert first_imported_mlflow and not again_imported_mlflow, name
+        assert again == expected[name], name
+    manifests = list((tmp_path / "cache" / "models").glob("*/manifest.json"))
+    assert len(manifests) == 2
+    for manifest in manifests:
+        manifest.write_text("{not json")
+    damaged, damaged_imported_mlflow = predict(results["svm"].model_uri)
+    assert damaged_imported_mlflow and damaged == expected["svm"]
+
+
 def test_predict_defaults_to_the_latest_model_and_rejects_bad_values(store, emodb_files):
     uri, results = store
     result = runner.invoke(app, ["predict", str(emodb_files[0]), "--tracking-uri", uri, "--format", "json"])
@@ -160,3 +190,17 @@ def test_bench_ui_serves_the_store_on_localhost(tmp_path):
     finally:
         os.killpg(process.pid, 15)
         process.wait(timeout=30)
+
+
+@pytest.mark.parametrize("uri, copied", [
+    ("models:/m-20cd0899e524483dae16ebdeb092be88", True),
+    ("runs:/ca4c4b9504d8458facf13a61ce79e79d/model", True),
+    ("models:/emotion-svm/3", False),  # a version number comes back if the name is deleted and re-created
+    ("models:/emotion-svm@champion", False),  # an alias moves
+    ("models:/emotion-svm/latest", False),
+    ("/some/folder/model", False),
+])
+def test_only_uris_that_name_one_model_for_ever_are_copied(uri, copied):
+    from benchmark import model_cache
+
+    assert model_cache.is_immutable(uri) is copied

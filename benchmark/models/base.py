@@ -82,6 +82,25 @@ class SERClassifier(ClassifierMixin, BaseEstimator):
         model.set_fitted(mlflow.sklearn.load_model(uri), classes)
         return model
 
+    @classmethod
+    def load_local(cls, model_dir, flavors: dict, classes: list[str]) -> "SERClassifier":
+        """The model from a local copy of its MLflow artifact folder, without importing MLflow
+        (see :mod:`benchmark.model_cache`). Default: the sklearn flavour saved with skops, loaded
+        with this class's own :attr:`trusted_types` (not the list in the model's MLmodel file, which
+        whoever made the model wrote). Other formats go through :meth:`load_model`."""
+        from pathlib import Path
+
+        conf = flavors.get("sklearn", {})
+        if conf.get("serialization_format") != "skops":
+            return cls.load_model(str(model_dir), classes)
+        from .skops_import import import_skops
+
+        skops_io = import_skops()
+        model = cls()
+        model.set_fitted(skops_io.load(Path(model_dir) / conf["pickled_model"], trusted=list(cls.trusted_types)),
+                         classes)
+        return model
+
     # sklearn flavour: the fitted object MLflow stores, and how to put it back
     trusted_types: ClassVar[tuple[str, ...]] = ()
 

@@ -40,15 +40,19 @@ class SVMClassifier(SERClassifier):
         # else: a class with one example cannot be calibrated; predict_proba falls back to a softmax
         # of the one-vs-rest decision values (tiny slices only)
         self.pipeline_ = make_pipeline(StandardScaler(), svc)
-        with limit_threads():  # libsvm is serial; keep NumPy's BLAS from oversubscribing busy cores
+        # libsvm is serial, and the rest (scaling, Platt's two-parameter L-BFGS per class) is BLAS work
+        # far too small to share: a second OpenBLAS thread only adds wake-ups. On a busy 2-core machine
+        # one Platt fit took 62-66 ms with 2 threads against 3-5 ms with 1 (7/8 of a warm svm run's folds).
+        with limit_threads(1):
             self.pipeline_.fit(np.asarray(X, dtype=np.float64), target)
         return self
 
     def predict_proba(self, X):
         X = np.asarray(X, dtype=np.float64)
-        if hasattr(self.pipeline_, "predict_proba"):
-            return self.pipeline_.predict_proba(X)
-        scores = self.pipeline_.decision_function(X)
+        with limit_threads(1):  # as in fit: serial libsvm, tiny BLAS calls
+            if hasattr(self.pipeline_, "predict_proba"):
+                return self.pipeline_.predict_proba(X)
+            scores = self.pipeline_.decision_function(X)
         scores = np.column_stack([-scores, scores]) if scores.ndim == 1 else scores
         scores = np.exp(scores - scores.max(axis=1, keepdims=True))
         return scores / scores.sum(axis=1, keepdims=True)
@@ -123,6 +127,22 @@ class XGBoostClassifier(SERClassifier):
 
         model = cls()
         model.booster_, model.classes_ = mlflow.xgboost.load_model(uri), np.asarray(classes)
+        return model
+
+    @classmethod
+    def load_local(cls, model_dir, flavors, classes):
+        """The UBJSON booster MLflow's xgboost flavour saved, read by XGBoost itself (no MLflow)."""
+        import xgboost
+        from pathlib import Path
+
+        conf = flavors.get("xgboost", {})
+        if "data" not in conf:
+            return cls.load_model(str(model_dir), classes)
+        model_class = getattr(xgboost, conf.get("model_class", "xgboost.core.Booster").rsplit(".", 1)[-1])
+        booster = model_class()
+        booster.load_model(str(Path(model_dir) / conf["data"]))
+        model = cls()
+        model.booster_, model.classes_ = booster, np.asarray(classes)
         return model
 
     @staticmethod
