@@ -82,6 +82,13 @@ class RunConfig:
             params.update(validate_params(self.model_class(), {**params, **overrides}, f"model {self.model.name}"))
         return self.model_class()(**params)
 
+    def changed_model_params(self) -> dict[str, Any]:
+        """The model parameters that differ from the model's defaults (the seed aside): what makes
+        this run's recipe different from another run of the same model, for report rows."""
+        defaults = _init_signature(self.model_class())
+        return {name: value for name, value in sorted(self.model.params.items())
+                if name != "seed" and name in defaults and value != defaults[name][1]}
+
     def build_features(self):
         from .features import FEATURE_SETS
 

@@ -92,7 +92,8 @@ def collect(tracking_uri: str | None, experiments: list[str] | None = None, corp
         if "uar" not in metrics:
             continue
         tuned = ", tuned" if tags.get("tuned_by_study") else ""
-        row = f"{tags.get('model')} + {tags.get('features')} (norm: {tags.get('norm', '?')}{tuned})"
+        changes = f", {tags['model_changes']}" if tags.get("model_changes") else ""  # another recipe: another row
+        row = f"{tags.get('model')} + {tags.get('features')} (norm: {tags.get('norm', '?')}{changes}{tuned})"
         rows.append({"row": row, "column": tags["report_column"],
                      "uar": metrics["uar"], "uar_ci_low": metrics.get("uar_ci_low"),
                      "uar_ci_high": metrics.get("uar_ci_high"), "wa": metrics.get("wa"),

@@ -229,6 +229,8 @@ def log_run_header(config, protocol, classes, feature_cache_key: str, fingerprin
         "norm": config.task.norm, "classes": ",".join(classes), "n_classes": str(len(classes)),
         "corpora": ",".join(protocol.corpus_names()), "report_column": protocol.column(classes),
         **{f"corpus_fingerprint.{name}": digest for name, digest in fingerprints.items()},
+        # the recipe, for a report row of its own: "patience=8, time_masks=2" (empty: the defaults)
+        "model_changes": ", ".join(f"{k}={v}" for k, v in config.changed_model_params().items())[:5000],
     }
     if tuned is not None:
         # the parent must not show default values for what was tuned: say where the real ones are
