@@ -18,7 +18,7 @@ from __future__ import annotations
 import functools
 import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
-from typing import Annotated, Any, Mapping
+from typing import Annotated, Any, Iterable, Mapping
 
 from annotated_types import Ge
 
@@ -82,12 +82,16 @@ class RunConfig:
             params.update(validate_params(self.model_class(), {**params, **overrides}, f"model {self.model.name}"))
         return self.model_class()(**params)
 
-    def changed_model_params(self) -> dict[str, Any]:
-        """The model parameters that differ from the model's defaults (the seed aside): what makes
-        this run's recipe different from another run of the same model, for report rows."""
-        defaults = _init_signature(self.model_class())
+    def changed_model_params(self, tuned: Iterable[str] = ()) -> dict[str, Any]:
+        """The model parameters that differ from the model's defaults: what makes this run's recipe
+        different from another run of the same model, for report rows. Left out: the seed, the
+        model's ``runtime_params`` (threads, verbosity) and the ``tuned`` ones (their values are
+        the study's, per fold)."""
+        model_class = self.model_class()
+        defaults = _init_signature(model_class)
+        skip = {"seed", *model_class.runtime_params, *tuned}
         return {name: value for name, value in sorted(self.model.params.items())
-                if name != "seed" and name in defaults and value != defaults[name][1]}
+                if name not in skip and name in defaults and value != defaults[name][1]}
 
     def build_features(self):
         from .features import FEATURE_SETS

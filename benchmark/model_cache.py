@@ -1,15 +1,17 @@
 """A local copy of each logged model ``bench predict`` has used, so the next call needs no MLflow.
 
 Why: importing MLflow and opening its store took ~3 s of a 7.6 s one-file ``bench predict``
-(issue 9's target is < 3 s). A model URI that names one model for ever (``models:/m-<id>``, the
-URI ``bench run`` prints, or ``runs:/<run id>/<path>``: both ids are random and never reused) can
-be copied once: its artifact folder, MLmodel flavours, metadata and the normaliser's training
-statistics go into ``<feature cache>/models/<key>/`` (``SER_BENCH_CACHE``). Later calls read that folder and never import MLflow.
-Names, versions and aliases (``models:/name@champion``, ``models:/name/3``) can move or be re-created,
-so they are resolved through MLflow every time and never served from the copy.
+(issue 9's target is < 3 s). ``models:/m-<id>``, the URI ``bench run`` prints, names one logged
+model for ever (the id is random and never reused), so it can be copied once: its artifact folder,
+MLmodel flavours, metadata and the normaliser's training statistics go into
+``<feature cache>/models/<key>/`` (``SER_BENCH_CACHE``). Later calls read that folder and never
+import MLflow. Every other URI is resolved through MLflow every time and never copied: names,
+versions and aliases (``models:/name@champion``, ``models:/name/3``) can move or be re-created,
+and ``runs:/<run>/<path>`` is looked up among the run's logged models, which can change.
 
 An entry is written to a temporary folder and renamed into place, so concurrent processes never
-see half of one; ``manifest.json`` is written last. Deleting ``<cache>/models`` is always safe.
+see half of one; ``manifest.json`` is written last. An entry that cannot be read is removed and
+copied again. Deleting ``<cache>/models`` is always safe.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from pathlib import Path
 
 from .paths import cache_root
 
-IMMUTABLE_URI = re.compile(r"^(models:/m-[0-9a-f]{32}|runs:/[0-9a-f]{32}/[^@]+)$")
+IMMUTABLE_URI = re.compile(r"^models:/m-[0-9a-f]{32}$")
 MANIFEST = "manifest.json"
 
 
@@ -50,23 +52,33 @@ def entry_dir(uri: str, tracking_uri: str, cache_dir: str | Path | None = None) 
 
 
 def lookup(uri: str, tracking_uri: str, cache_dir: str | Path | None = None) -> CachedModel | None:
-    """The local copy of ``uri`` (from ``tracking_uri``), or None when there is none (or it is damaged)."""
+    """The local copy of ``uri`` (from ``tracking_uri``), or None when there is none. A damaged
+    entry (unreadable manifest) is removed, so the caller's fresh copy can take its place."""
     if not is_immutable(uri):
         return None
     folder = entry_dir(uri, tracking_uri, cache_dir)
+    if not folder.exists():
+        return None
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
         return CachedModel(uri, manifest["flavors"], manifest["metadata"], manifest.get("normaliser"),
                            folder / "model")
-    except (OSError, ValueError, KeyError):
+    except (OSError, ValueError, KeyError, TypeError):
+        forget(uri, tracking_uri, cache_dir)
         return None
 
 
-def save(model: CachedModel, tracking_uri: str, download, cache_dir: str | Path | None = None) -> CachedModel:
-    """Copy ``model`` (``download(folder)`` fills ``folder`` with its artifacts) into the cache.
+def forget(uri: str, tracking_uri: str, cache_dir: str | Path | None = None) -> None:
+    """Remove the local copy of ``uri`` (damaged, or its model would not load)."""
+    shutil.rmtree(entry_dir(uri, tracking_uri, cache_dir), ignore_errors=True)
 
-    Returns the cached entry; on any failure (read-only disk, a full disk) ``model`` unchanged:
-    the copy is an optimisation, never a reason for ``bench predict`` to fail.
+
+def save(model: CachedModel, tracking_uri: str, download, cache_dir: str | Path | None = None) -> CachedModel:
+    """Copy ``model`` into the cache; ``download(folder)`` fills ``folder`` with its artifact
+    folder (MLmodel, model file) and returns that folder's path.
+
+    Returns the cached entry; on any failure (read-only or full disk, a download error) ``model``
+    unchanged: the copy is an optimisation, never a reason for ``bench predict`` to fail.
     """
     if not is_immutable(model.uri):
         return model
@@ -75,16 +87,21 @@ def save(model: CachedModel, tracking_uri: str, download, cache_dir: str | Path 
         final.parent.mkdir(parents=True, exist_ok=True)
         scratch = Path(tempfile.mkdtemp(prefix=".partial-", dir=final.parent))
         try:
-            download(scratch / "model")
+            os.chmod(scratch, 0o755)  # mkdtemp's 0700 would hide a shared cache from its other users
+            downloaded = Path(download(scratch / "download"))
+            if not (downloaded / "MLmodel").is_file():
+                return model
+            downloaded.rename(scratch / "model")
             manifest = {"uri": model.uri, "tracking_uri": tracking_uri, "flavors": model.flavors,
                         "metadata": model.metadata, "normaliser": model.normaliser}
             (scratch / MANIFEST).write_text(json.dumps(manifest))
+            shutil.rmtree(scratch / "download", ignore_errors=True)
             try:
                 os.rename(scratch, final)
             except OSError:  # another process copied it first: theirs is as good
                 pass
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
-    except OSError:
+    except Exception:  # noqa: BLE001 - see the docstring
         return model
     return lookup(model.uri, tracking_uri, cache_dir) or model

@@ -71,9 +71,14 @@ class Predictor:
         if self.normaliser.mode != "none" and found.normaliser and found.normaliser.get("mean") is not None:
             self.normaliser.mean_ = np.array(found.normaliser["mean"])
             self.normaliser.std_ = np.array(found.normaliser["std"])
+        self.model = None
         if found.model_dir is not None:
-            self.model = self.model_class.load_local(found.model_dir, found.flavors, list(self.labels))
-        else:
+            try:
+                self.model = self.model_class.load_local(found.model_dir, found.flavors, list(self.labels))
+            except Exception:  # noqa: BLE001 - a damaged copy: drop it, load through MLflow
+                model_cache.forget(self.uri, tracking_uri)
+                self.from_local_copy = False
+        if self.model is None:
             self.model = self.model_class.load_model(self.uri, list(self.labels))
 
     def _through_mlflow(self, tracking_uri: str):
@@ -95,7 +100,7 @@ class Predictor:
             normaliser = mlflow.artifacts.load_dict(f"runs:/{info.run_id}/preprocessing/normaliser.json")
         found = model_cache.CachedModel(self.uri, info.flavors, info.metadata or {}, normaliser, None)
         return model_cache.save(found, tracking_uri, lambda folder: mlflow.artifacts.download_artifacts(
-            self.uri, dst_path=str(folder)))
+            self.uri, dst_path=str(folder)))  # returns the folder that holds MLmodel
 
     def predict(self, paths: list[Path], progress: bool = False):
         """(probabilities (files x classes) of the readable files, their paths, {path: error}).

@@ -8,6 +8,7 @@ Default store: an embedded sqlite database ``./mlflow.db`` with artifacts in ``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import subprocess
@@ -229,12 +230,13 @@ def log_run_header(config, protocol, classes, feature_cache_key: str, fingerprin
         "norm": config.task.norm, "classes": ",".join(classes), "n_classes": str(len(classes)),
         "corpora": ",".join(protocol.corpus_names()), "report_column": protocol.column(classes),
         **{f"corpus_fingerprint.{name}": digest for name, digest in fingerprints.items()},
-        # the recipe, for a report row of its own: "patience=8, time_masks=2" (empty: the defaults)
-        "model_changes": ", ".join(f"{k}={v}" for k, v in config.changed_model_params().items())[:5000],
     }
+    tuned_keys = {k for fold in tuned.by_fold.values() for k in fold} | set(tuned.final) if tuned is not None else set()
+    # the recipe, for a report row of its own: "patience=8, time_masks=2" (empty: the defaults)
+    tags["model_changes"] = ", ".join(f"{k}={v}" for k, v in config.changed_model_params(tuned_keys).items())[:5000]
     if tuned is not None:
         # the parent must not show default values for what was tuned: say where the real ones are
-        for key in {k for fold in tuned.by_fold.values() for k in fold} | set(tuned.final):
+        for key in tuned_keys:
             params[f"model.{key}"] = "tuned (see tuned_params.json)"
         params.update({f"tuned.final.{k}": str(v) for k, v in tuned.final.items()})
         tags["tuned_by_study"] = tuned.study
@@ -285,7 +287,8 @@ def log_fold(result, test_speakers: list[str], train_corpora: list[str] = ()) ->
     try:
         client.log_batch(run.info.run_id, metrics=metrics, params=params)
     except BaseException:
-        client.set_terminated(run.info.run_id, "FAILED")
+        with contextlib.suppress(Exception):  # the logging error is the one to report
+            client.set_terminated(run.info.run_id, "FAILED")
         raise
     client.set_terminated(run.info.run_id, "FINISHED")
 

@@ -50,3 +50,15 @@ def test_every_shipped_registry_is_discovered_and_vector_runs_need_no_tensorflow
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.splitlines()
     assert "svm" in out[0] and "within_corpus" in out[0] and "emodb" in out[0]
     assert out[1] == "False"
+
+
+def test_a_recipe_is_named_by_the_parameters_that_change_what_a_model_learns():
+    """Report rows: threads, verbosity, the seed and tuned parameters are not a recipe of their own."""
+    from benchmark.config import resolve
+
+    config = resolve({"model": "xgboost", "model_params": {"n_jobs": 1, "max_depth": 3, "learning_rate": 0.1},
+                      "seed": 5})
+    assert config.changed_model_params() == {"max_depth": 3}  # learning_rate 0.1 is the default
+    assert config.changed_model_params(tuned=["max_depth"]) == {}
+    keras = resolve({"model": "attn_blstm", "model_params": {"verbose": 1, "patience": 8}})
+    assert keras.changed_model_params() == {"patience": 8}

@@ -144,6 +144,12 @@ def test_predict_again_reads_the_local_copy_without_importing_mlflow(store, tmp_
         manifest.write_text("{not json")
     damaged, damaged_imported_mlflow = predict(results["svm"].model_uri)
     assert damaged_imported_mlflow and damaged == expected["svm"]
+    repaired, repaired_imported_mlflow = predict(results["svm"].model_uri)  # copied again
+    assert not repaired_imported_mlflow and repaired == expected["svm"]
+    for model_file in (tmp_path / "cache" / "models").glob("*/model/model.skops"):
+        model_file.write_bytes(b"not a model")  # a readable manifest, a broken model: back to the store
+    broken, _ = predict(results["svm"].model_uri)
+    assert broken == expected["svm"]
 
 
 def test_predict_defaults_to_the_latest_model_and_rejects_bad_values(store, emodb_files):
@@ -199,7 +205,7 @@ def test_bench_ui_serves_the_store_on_localhost(tmp_path):
 
 @pytest.mark.parametrize("uri, copied", [
     ("models:/m-20cd0899e524483dae16ebdeb092be88", True),
-    ("runs:/ca4c4b9504d8458facf13a61ce79e79d/model", True),
+    ("runs:/ca4c4b9504d8458facf13a61ce79e79d/model", False),  # looked up among the run's logged models
     ("models:/emotion-svm/3", False),  # a version number comes back if the name is deleted and re-created
     ("models:/emotion-svm@champion", False),  # an alias moves
     ("models:/emotion-svm/latest", False),

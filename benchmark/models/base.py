@@ -101,6 +101,9 @@ class SERClassifier(ClassifierMixin, BaseEstimator):
                          classes)
         return model
 
+    # parameters that change how fast a model trains, not what it learns: never a recipe of its own
+    runtime_params: ClassVar[tuple[str, ...]] = ("n_jobs", "verbose")
+
     # sklearn flavour: the fitted object MLflow stores, and how to put it back
     trusted_types: ClassVar[tuple[str, ...]] = ()
 

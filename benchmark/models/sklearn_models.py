@@ -138,8 +138,10 @@ class XGBoostClassifier(SERClassifier):
         conf = flavors.get("xgboost", {})
         if "data" not in conf:
             return cls.load_model(str(model_dir), classes)
-        model_class = getattr(xgboost, conf.get("model_class", "xgboost.core.Booster").rsplit(".", 1)[-1])
-        booster = model_class()
+        kinds = {"xgboost.sklearn.XGBClassifier": xgboost.XGBClassifier, "xgboost.core.Booster": xgboost.Booster}
+        if conf.get("model_class") not in kinds:  # only what ser-bench logs; anything else through MLflow
+            return cls.load_model(str(model_dir), classes)
+        booster = kinds[conf["model_class"]]()
         booster.load_model(str(Path(model_dir) / conf["data"]))
         model = cls()
         model.booster_, model.classes_ = booster, np.asarray(classes)
