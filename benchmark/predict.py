@@ -54,8 +54,10 @@ class Predictor:
         from . import model_cache, tracking
 
         tracking_uri = tracking.resolve_tracking_uri(self.tracking_uri)
-        found = model_cache.lookup(self.uri, tracking_uri) or self._through_mlflow(tracking_uri)
-        self.from_local_copy = found.model_dir is not None
+        found = model_cache.lookup(self.uri, tracking_uri)
+        self.asked_store = found is None  # False: everything below comes from the local copy
+        if found is None:
+            found = self._through_mlflow(tracking_uri)
         from .model_trust import require_safe_format
 
         require_safe_format(found.flavors, self.uri, self.trust_model)  # before anything is unpickled
@@ -77,7 +79,7 @@ class Predictor:
                 self.model = self.model_class.load_local(found.model_dir, found.flavors, list(self.labels))
             except Exception:  # noqa: BLE001 - a damaged copy: drop it, load through MLflow
                 model_cache.forget(self.uri, tracking_uri)
-                self.from_local_copy = False
+                self.asked_store = True
         if self.model is None:
             self.model = self.model_class.load_model(self.uri, list(self.labels))
 

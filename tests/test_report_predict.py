@@ -116,13 +116,16 @@ def test_predict_keras_model_on_any_length(store, tmp_path, emodb_files):
     assert {Path(p["path"]).name for p in predictions} == {"long.wav", "short.wav"}
 
 
-def test_predict_again_reads_the_local_copy_without_importing_mlflow(store, tmp_path, emodb_files):
+def test_predict_again_reads_the_local_copy_without_importing_mlflow(store, tmp_path, emodb_files, monkeypatch):
     """The URI `bench run` prints names one model for ever: the second `bench predict` of it loads the
-    local copy (no MLflow import, same probabilities); a damaged copy falls back to the store."""
-    uri, results = store
-    env = {**os.environ, "SER_BENCH_CACHE": str(tmp_path / "cache")}
+    local copy (no MLflow import, same probabilities); a damaged copy is removed and made again."""
+    from benchmark.predict import Predictor
 
-    def predict(model):
+    uri, results = store
+    cache = tmp_path / "cache"
+    env = {**os.environ, "SER_BENCH_CACHE": str(cache)}
+
+    def predict_in_a_new_process(model):
         done = subprocess.run([sys.executable, "-X", "importtime", "-m", "benchmark.cli", "predict",
                                str(emodb_files[0]), "--model", model, "--tracking-uri", uri, "--format", "json"],
                               capture_output=True, text=True, env=env, timeout=300)
@@ -130,26 +133,36 @@ def test_predict_again_reads_the_local_copy_without_importing_mlflow(store, tmp_
         imported_mlflow = any(line.rstrip().endswith("| mlflow") for line in done.stderr.splitlines())
         return json.loads(done.stdout)["predictions"][0], imported_mlflow
 
-    expected = {}
+    svm = results["svm"].model_uri
+    assert svm.startswith("models:/m-")
+    first, first_imported_mlflow = predict_in_a_new_process(svm)
+    again, again_imported_mlflow = predict_in_a_new_process(svm)
+    assert first_imported_mlflow and not again_imported_mlflow
+    assert again == first
+
+    monkeypatch.setenv("SER_BENCH_CACHE", str(cache))
+
+    def probabilities(model):
+        predictor = Predictor(model, uri)
+        return predictor.predict([emodb_files[1]])[0], not predictor.asked_store
+
     for name in ("svm", "xgboost"):
-        model = results[name].model_uri
-        assert model.startswith("models:/m-")
-        expected[name], first_imported_mlflow = predict(model)
-        again, again_imported_mlflow = predict(model)
-        assert first_imported_mlflow and not again_imported_mlflow, name
-        assert again == expected[name], name
-    manifests = list((tmp_path / "cache" / "models").glob("*/manifest.json"))
-    assert len(manifests) == 2
-    for manifest in manifests:
+        expected, _ = probabilities(results[name].model_uri)  # the xgboost model's copy is made here
+        copied, from_copy = probabilities(results[name].model_uri)
+        assert from_copy and np.array_equal(copied, expected), name
+    entries = sorted((cache / "models").glob("*/manifest.json"))
+    assert len(entries) == 2
+    svm_expected, _ = probabilities(svm)
+    for manifest in entries:
         manifest.write_text("{not json")
-    damaged, damaged_imported_mlflow = predict(results["svm"].model_uri)
-    assert damaged_imported_mlflow and damaged == expected["svm"]
-    repaired, repaired_imported_mlflow = predict(results["svm"].model_uri)  # copied again
-    assert not repaired_imported_mlflow and repaired == expected["svm"]
-    for model_file in (tmp_path / "cache" / "models").glob("*/model/model.skops"):
+    damaged, from_copy = probabilities(svm)
+    assert not from_copy and np.array_equal(damaged, svm_expected)
+    repaired, from_copy = probabilities(svm)  # copied again by the call before
+    assert from_copy and np.array_equal(repaired, svm_expected)
+    for model_file in (cache / "models").glob("*/model/model.skops"):
         model_file.write_bytes(b"not a model")  # a readable manifest, a broken model: back to the store
-    broken, _ = predict(results["svm"].model_uri)
-    assert broken == expected["svm"]
+    broken, from_copy = probabilities(svm)
+    assert not from_copy and np.array_equal(broken, svm_expected)
 
 
 def test_predict_defaults_to_the_latest_model_and_rejects_bad_values(store, emodb_files):
