@@ -22,6 +22,7 @@ import os
 import re
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from .paths import cache_root
 
 IMMUTABLE_URI = re.compile(r"^models:/m-[0-9a-f]{32}$")
 MANIFEST = "manifest.json"
+STALE_PARTIAL_S = 3600  # a copy still unfinished after an hour belongs to a dead process
 
 
 @dataclass
@@ -85,6 +87,9 @@ def save(model: CachedModel, tracking_uri: str, download, cache_dir: str | Path 
     final = entry_dir(model.uri, tracking_uri, cache_dir)
     try:
         final.parent.mkdir(parents=True, exist_ok=True)
+        for stale in final.parent.glob(".partial-*"):  # left by a process killed while copying
+            if time.time() - stale.stat().st_mtime > STALE_PARTIAL_S:
+                shutil.rmtree(stale, ignore_errors=True)
         scratch = Path(tempfile.mkdtemp(prefix=".partial-", dir=final.parent))
         try:
             os.chmod(scratch, 0o755)  # mkdtemp's 0700 would hide a shared cache from its other users

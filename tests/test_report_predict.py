@@ -228,3 +228,36 @@ def test_only_uris_that_name_one_model_for_ever_are_copied(uri, copied):
     from benchmark import model_cache
 
     assert model_cache.is_immutable(uri) is copied
+
+
+def test_model_copy_is_atomic_and_cleans_up_after_killed_copies(tmp_path):
+    """Only a complete copy (MLmodel present) is ever served; a half copy of a killed process is
+    removed once it is an hour old, a fresh one (maybe another process's) is left alone."""
+    from benchmark import model_cache
+
+    uri, store = "models:/m-" + "a" * 32, "sqlite:///nowhere.db"
+    model = model_cache.CachedModel(uri, {"sklearn": {}}, {"label_map": ["a", "b"]}, {"mean": [0.0]}, None)
+    root = tmp_path / "models"
+    root.mkdir()
+    stale, fresh = root / ".partial-stale", root / ".partial-fresh"
+    stale.mkdir()
+    fresh.mkdir()
+    os.utime(stale, (time.time() - 2 * model_cache.STALE_PARTIAL_S,) * 2)
+
+    def incomplete(folder):
+        folder.mkdir()
+        return folder  # no MLmodel: a failed download
+
+    assert model_cache.save(model, store, incomplete, cache_dir=tmp_path) is model
+    assert model_cache.lookup(uri, store, cache_dir=tmp_path) is None
+
+    def complete(folder):
+        folder.mkdir()
+        (folder / "MLmodel").write_text("flavors: {}\n")
+        return folder
+
+    copied = model_cache.save(model, store, complete, cache_dir=tmp_path)
+    assert copied.model_dir is not None and (copied.model_dir / "MLmodel").is_file()
+    assert copied.metadata == model.metadata and copied.normaliser == model.normaliser
+    assert not stale.exists() and fresh.exists()
+    assert [p.name for p in root.iterdir() if p.name.startswith(".partial-")] == [".partial-fresh"]
