@@ -136,10 +136,8 @@ class XGBoostClassifier(SERClassifier):
         from pathlib import Path
 
         conf = flavors.get("xgboost", {})
-        if "data" not in conf:
-            return cls.load_model(str(model_dir), classes)
         kinds = {"xgboost.sklearn.XGBClassifier": xgboost.XGBClassifier, "xgboost.core.Booster": xgboost.Booster}
-        if conf.get("model_class") not in kinds:  # only what ser-bench logs; anything else through MLflow
+        if "data" not in conf or conf.get("model_class") not in kinds:  # not what ser-bench logs: through MLflow
             return cls.load_model(str(model_dir), classes)
         booster = kinds[conf["model_class"]]()
         booster.load_model(str(Path(model_dir) / conf["data"]))
