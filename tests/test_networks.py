@@ -164,6 +164,29 @@ def test_crnn_saves_and_reloads_with_its_mask_layers(tmp_path):
                                keras.ops.convert_to_numpy(model.model_(batch)), atol=1e-6)
 
 
+def test_an_ensemble_averages_members_trained_with_their_own_seeds(tmp_path):
+    """Shared by the three networks (keras_base); one of them, tiny, keeps CI short."""
+    import keras
+
+    import benchmark.models.keras_layers  # noqa: F401 - registers the layers, as `bench predict` does
+
+    sequences, labels, groups = toy_data(n=24)
+    epochs_seen = []
+    model = get_model("attn_blstm", epochs=2, batch_size=8, ensemble=2, patience=5, **TINY["attn_blstm"])
+    model.fit(sequences, labels, groups=groups, on_epoch=lambda epoch, metrics, _m: epochs_seen.append(epoch))
+    members = [layer for layer in model.model_.layers if isinstance(layer, keras.Model)]
+    assert [m.name for m in members] == ["member_0", "member_1"]
+    assert epochs_seen == [0, 1, 2, 3]  # the hook's epochs go on across members (Optuna steps stay unique)
+    assert len(model.member_histories_) == 2
+    batch = np.stack([s[:5] for s in sequences[:4]])
+    each = [keras.ops.convert_to_numpy(member(batch)) for member in members]
+    assert not np.allclose(each[0], each[1])  # different seeds, validation speakers and batch orders
+    np.testing.assert_allclose(model.predict_proba(list(batch)), (each[0] + each[1]) / 2, atol=1e-6)
+    model.model_.save(tmp_path / "ensemble.keras")  # one model: logs and loads like a single network
+    reloaded = keras.saving.load_model(tmp_path / "ensemble.keras")
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(reloaded(batch)), (each[0] + each[1]) / 2, atol=1e-6)
+
+
 def test_crnn_rejects_features_that_do_not_split_into_channels():
     from benchmark.errors import BenchError
 

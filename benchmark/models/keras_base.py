@@ -49,7 +49,7 @@ RECIPE_DEFAULTS: dict[str, Any] = {
     "class_weight": "balanced", "clipnorm": 1.0, "lr_patience": 5, "lr_factor": 0.5,
     "time_masks": 0, "time_mask_width": 20, "feature_masks": 0, "feature_mask_width": 4, "mixup_alpha": 0.0,
     "speed_perturb": False, "noise_snr_db": None,
-    "bucketing": True, "jit_compile": False, "seed": 0, "verbose": 0,
+    "ensemble": 1, "bucketing": True, "jit_compile": False, "seed": 0, "verbose": 0,
 }
 
 
@@ -201,16 +201,41 @@ class KerasSequenceClassifier(SERClassifier):
 
     # ----------------------------------------------------------------------------------- training
     def fit(self, X, y, groups=None, on_epoch=None):
+        """Train ``ensemble`` members (seeds ``seed``, ``seed + 1``, ...; each with its own validation
+        speakers, initial weights and batch order); several members are joined into one Keras model
+        that averages their probabilities, so saving, loading and prediction do not change."""
         configure_tensorflow()
         import keras
 
-        keras.utils.set_random_seed(self.seed)
         target = self.encode(y)
         sequences = list(X)
         if not sequences:
             raise BenchError("no training utterances: check the corpus and --classes")
-        train, val = validation_split(target, None if groups is None else np.asarray(groups),
-                                      self.validation_fraction, self.seed)
+        groups = None if groups is None else np.asarray(groups)
+        members, histories = [], []
+        for k in range(self.ensemble):
+            hook = on_epoch if on_epoch is None or k == 0 else (  # epochs numbered on across members
+                lambda epoch, metrics, owner, start=k * self.epochs: on_epoch(start + epoch, metrics, owner))
+            members.append(self._fit_member(sequences, target, groups, self.seed + k, hook))
+            histories.append(self.history_)
+        if len(members) > 1:
+            for k, member in enumerate(members):
+                member.name = f"member_{k}"  # layer names must be unique inside the joined model
+            inputs = keras.Input(members[0].inputs[0].shape[1:], name="features")
+            self.model_ = keras.Model(inputs, keras.layers.Average(name="mean_probability")(
+                [member(inputs) for member in members]), name=f"{self.name}_ensemble")
+            self._infer = None
+            self.history_ = {key: [v for h in histories for v in h.get(key, [])] for key in histories[0]}
+            self.member_histories_ = histories
+        return self
+
+    def _fit_member(self, sequences: list, target: np.ndarray, groups, seed: int, on_epoch):
+        """One network trained with the recipe; ``self.model_`` is that network, also while it trains
+        (the epoch hook predicts with it)."""
+        import keras
+
+        keras.utils.set_random_seed(seed)
+        train, val = validation_split(target, groups, self.validation_fraction, seed)
         n_classes = len(self.classes_)
         self.model_ = self.build(sequences[0].shape[1], n_classes)
         self.model_.compile(optimizer=keras.optimizers.Adam(self.learning_rate, clipnorm=self.clipnorm or None),
@@ -244,7 +269,7 @@ class KerasSequenceClassifier(SERClassifier):
             train_targets = np.concatenate([train_targets, target[copies.source[use]]])
         if self.bucketing:
             data = self._training_dataset(train_sequences, onehot_of_class[train_targets],
-                                          weight_of_class[train_targets])
+                                          weight_of_class[train_targets], seed)
             history = self.model_.fit(data, epochs=self.epochs, callbacks=fit_callbacks, verbose=self.verbose,
                                       shuffle=False)  # the buckets are reshuffled every epoch already
         else:
@@ -256,13 +281,13 @@ class KerasSequenceClassifier(SERClassifier):
                                       batch_size=self.batch_size, epochs=self.epochs, shuffle=True,
                                       callbacks=fit_callbacks, verbose=self.verbose)
         self.history_ = history.history
-        return self
+        return self.model_
 
-    def _training_dataset(self, sequences, onehot, weights):
+    def _training_dataset(self, sequences, onehot, weights, seed: int):
         """``tf.data`` pipeline over length buckets; a fresh shuffle (and augmentation) every epoch."""
         import tensorflow as tf
 
-        rng = np.random.default_rng(self.seed)
+        rng = np.random.default_rng(seed)
         lengths = np.array([len(s) for s in sequences])
         n_features, n_classes = sequences[0].shape[1], onehot.shape[1]
 
