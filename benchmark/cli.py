@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import functools
-import logging
 import sys
 from collections import Counter
 from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
-from rich.logging import RichHandler
 from rich.table import Table
 
+from .cli_base import console, err_console, friendly_errors
+from .cli_predict import predict_command
 from .errors import BenchError
 
 app = typer.Typer(help="ser-bench: experiment-tracked speech emotion recognition benchmarks.",
@@ -25,39 +24,8 @@ app.add_typer(features_app, name="features")
 models_app = typer.Typer(help="Time the Keras networks.", no_args_is_help=True)
 app.add_typer(models_app, name="models")
 
-console = Console()
-err_console = Console(stderr=True)
-
 DataDir = typer.Option(None, "--data-dir", help="Folder with one sub-folder per corpus (default: $SER_BENCH_DATA or a per-user cache dir).")
 CacheDir = typer.Option(None, "--cache-dir", help="Feature cache folder (default: $SER_BENCH_CACHE or a per-user cache dir).")
-
-
-def friendly_errors(command):
-    """Turn expected failures into one line on stderr and exit code 2, never a traceback."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        logging.basicConfig(level=logging.WARNING, format="%(message)s",
-                            handlers=[RichHandler(console=err_console, show_time=False, show_path=False)])
-        try:
-            return command(*args, **kwargs)
-        except BenchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except Exception as exc:  # a store failure deep inside MLflow (full disk, read-only): one line too
-            from .store import explain
-
-            known = explain(exc, kwargs.get("tracking_uri"))
-            if known is None:
-                raise
-            err_console.print(f"[bold red]error:[/] {known}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (lifecycle.Terminated): runs are FAILED
-            err_console.print(f"[bold red]stopped:[/] {exc or 'interrupted'}; runs in progress are marked FAILED",
-                              highlight=False, soft_wrap=True)
-            raise typer.Exit(143 if type(exc).__name__ == "Terminated" else 130) from None
-
-    return wrapper
 
 
 def counts_text(counter: Counter) -> str:
@@ -535,50 +503,7 @@ def report_command(
     console.print(to_markdown(report, name).split("## Reference")[0], markup=False, highlight=False, soft_wrap=True)
 
 
-@app.command("predict")
-@friendly_errors
-def predict_command(
-    path: Path = typer.Argument(..., help="An audio file or a folder of them."),
-    model: Optional[str] = typer.Option(None, "--model", help="runs:/ID/model or models:/NAME@ALIAS (latest run's)."),
-    top: int = typer.Option(2, "--top", min=1, help="How many emotions to show per file."),
-    output_format: str = typer.Option("table", "--format", help="table, json or csv."),
-    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
-    trust_model: bool = typer.Option(False, "--trust-model", help="Load models serialised with pickle (runs their code)."),
-):
-    """Predict the emotions of new audio, with probabilities (any length; bad files reported)."""
-    import csv
-    import json
-
-    from .predict import Predictor, audio_files, latest_model_uri, top_k
-
-    if output_format not in ("table", "json", "csv"):
-        raise BenchError(f"--format {output_format}: use table, json or csv")
-    files = audio_files(path)
-    predictor = Predictor(model or latest_model_uri(tracking_uri), tracking_uri, trust_model)
-    probabilities, ok, failed = predictor.predict(files, progress=output_format == "table")
-    ranked = top_k(probabilities, predictor.labels, top)
-    rows = [{"path": str(p), **{f"top{i + 1}": label for i, (label, _) in enumerate(r)},
-             **{f"p{i + 1}": round(prob, 4) for i, (_, prob) in enumerate(r)}} for p, r in zip(ok, ranked)]
-    if output_format == "json":
-        print(json.dumps({"model": predictor.uri, "predictions": rows, "failed": failed}, indent=2))
-    elif output_format == "csv":
-        writer = csv.DictWriter(sys.stdout, fieldnames=["path"] + [f"{c}{i + 1}" for i in range(min(top, len(predictor.labels))) for c in ("top", "p")])
-        writer.writeheader()
-        writer.writerows(rows)
-    elif len(files) == 1 and ok:
-        table = Table("rank", "emotion", "probability", title=f"{ok[0].name} ({predictor.uri})")
-        for rank, (label, prob) in enumerate(ranked[0], start=1):
-            table.add_row(str(rank), label, f"{prob:.3f}")
-        console.print(table)
-    else:
-        table = Table("file", *[f"top {i + 1}" for i in range(min(top, len(predictor.labels)))], title=predictor.uri)
-        for p, r in zip(ok, ranked):
-            table.add_row(str(p), *[f"{label} {prob:.3f}" for label, prob in r])
-        console.print(table)
-    for message in failed.values():
-        err_console.print(f"skipped: {message}", highlight=False, soft_wrap=True)
-    if not ok:
-        raise BenchError(f"{path}: no file could be read")
+app.command("predict")(friendly_errors(predict_command))
 
 
 @app.command("ui")

@@ -12,6 +12,10 @@ and ``runs:/<run>/<path>`` is looked up among the run's logged models, which can
 An entry is written to a temporary folder and renamed into place, so concurrent processes never
 see half of one; ``manifest.json`` is written last. An entry that cannot be read is removed and
 copied again. Deleting ``<cache>/models`` is always safe.
+
+An entry may also hold ``portable.npz``: a numpy-only form of the model (:mod:`benchmark.portable`),
+added by the first ``bench predict`` that loaded the model (written to a temporary file and renamed,
+so readers see all of it or none). With it, ``bench predict`` does not import scikit-learn either.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from .paths import cache_root
 
 IMMUTABLE_URI = re.compile(r"^models:/m-[0-9a-f]{32}$")
 MANIFEST = "manifest.json"
+PORTABLE = "portable.npz"
 STALE_PARTIAL_S = 3600  # a copy still unfinished after an hour belongs to a dead process
 
 
@@ -42,6 +47,7 @@ class CachedModel:
     metadata: dict
     normaliser: dict | None  # the run's training statistics (``preprocessing/normaliser.json``)
     model_dir: Path | None  # the artifact folder on this machine (None: load through MLflow)
+    portable: Path | None = None  # numpy-only form of the model (benchmark.portable), when there is one
 
 
 def is_immutable(uri: str) -> bool:
@@ -63,11 +69,43 @@ def lookup(uri: str, tracking_uri: str, cache_dir: str | Path | None = None) -> 
         return None
     try:
         manifest = json.loads((folder / MANIFEST).read_text())
+        portable = folder / PORTABLE
         return CachedModel(uri, manifest["flavors"], manifest["metadata"], manifest.get("normaliser"),
-                           folder / "model")
+                           folder / "model", portable if portable.is_file() else None)
     except (OSError, ValueError, KeyError, TypeError):
         forget(uri, tracking_uri, cache_dir)
         return None
+
+
+def save_portable(model: CachedModel, arrays: dict) -> None:
+    """Add the numpy-only form of a copied model beside its copy (best effort, like :func:`save`)."""
+    if model.model_dir is None:
+        return
+    from . import portable
+
+    folder = model.model_dir.parent
+    try:
+        handle, scratch = tempfile.mkstemp(prefix=".portable-", suffix=".npz", dir=folder)
+        os.close(handle)
+        try:
+            portable.save(Path(scratch), arrays)
+            os.chmod(scratch, 0o644)
+            os.replace(scratch, folder / PORTABLE)
+        finally:
+            if os.path.exists(scratch):
+                os.unlink(scratch)
+    except OSError:
+        pass
+
+
+def forget_portable(model: CachedModel) -> None:
+    """Drop a portable form that would not load; the model copy itself stays."""
+    if model.portable is not None:
+        try:
+            model.portable.unlink()
+        except OSError:
+            pass
+        model.portable = None  # so that the caller can write a good one again
 
 
 def forget(uri: str, tracking_uri: str, cache_dir: str | Path | None = None) -> None:

@@ -8,6 +8,7 @@ are treated as one speaker and standardised with their own statistics (one file:
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,11 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .audio import AUDIO_SUFFIXES
-from .config import RunConfig
 from .errors import BenchError
-from .features.extract import extract_features
-from .models import model_input, tensorflow_free
-from .normalise import Normaliser
 
 
 def latest_model_uri(tracking_uri: str | None) -> str:
@@ -44,7 +41,11 @@ def latest_model_uri(tracking_uri: str | None) -> str:
 class Predictor:
     """A logged model with everything it needs: the run's config (feature set and options,
     normalisation), its label map and the normaliser's training statistics. Framework-free: the
-    model class named in the config loads itself and predicts exactly as it did in the run."""
+    model class named in the config loads itself and predicts exactly as it did in the run.
+
+    Start-up is most of a one-file prediction, so the fastest source comes first: a local copy's
+    numpy-only form (:mod:`benchmark.portable`: neither MLflow nor scikit-learn is imported), then the
+    local copy (no MLflow), then the MLflow store."""
 
     uri: str
     tracking_uri: str | None = None
@@ -56,23 +57,18 @@ class Predictor:
         tracking_uri = tracking.resolve_tracking_uri(self.tracking_uri)
         found = model_cache.lookup(self.uri, tracking_uri)
         self.asked_store = found is None  # False: everything below comes from the local copy
+        if found is not None and found.portable is not None and self._load_portable(found):
+            return
         if found is None:
             found = self._through_mlflow(tracking_uri)
+        from .config import RunConfig
         from .model_trust import require_safe_format
 
         require_safe_format(found.flavors, self.uri, self.trust_model)  # before anything is unpickled
-        meta = found.metadata or {}
-        if "label_map" not in meta or "ser_bench_config" not in meta:
-            raise BenchError(f"model {self.uri} was not logged by this version of ser-bench (no run configuration "
-                             f"in its metadata); log it again with `bench run`")
+        meta = self._metadata(found)
         self.config = RunConfig.from_dict(meta["ser_bench_config"])
-        self.labels = np.array(meta["label_map"])
-        self.feature_set = self.config.build_features()
         self.model_class = self.config.model_class()
-        self.normaliser = Normaliser(self.config.task.norm)
-        if self.normaliser.mode != "none" and found.normaliser and found.normaliser.get("mean") is not None:
-            self.normaliser.mean_ = np.array(found.normaliser["mean"])
-            self.normaliser.std_ = np.array(found.normaliser["std"])
+        self._prepare(meta, found, self.config.build_features(), self.config.task.norm)
         self.model = None
         if found.model_dir is not None:
             try:
@@ -80,8 +76,51 @@ class Predictor:
             except Exception:  # noqa: BLE001 - a damaged copy: drop it, load through MLflow
                 model_cache.forget(self.uri, tracking_uri)
                 self.asked_store = True
+            else:
+                if found.portable is None:  # next time: without scikit-learn (checked against the model)
+                    arrays = self.model.portable()
+                    if arrays is not None:
+                        model_cache.save_portable(found, arrays)
         if self.model is None:
             self.model = self.model_class.load_model(self.uri, list(self.labels))
+
+    def _metadata(self, found) -> dict:
+        meta = found.metadata or {}
+        if "label_map" not in meta or "ser_bench_config" not in meta:
+            raise BenchError(f"model {self.uri} was not logged by this version of ser-bench (no run configuration "
+                             f"in its metadata); log it again with `bench run`")
+        return meta
+
+    def _prepare(self, meta: dict, found, feature_set, norm: str) -> None:
+        """Labels, feature set and the normaliser with the run's training statistics."""
+        from .normalise import Normaliser
+
+        self.labels = np.array(meta["label_map"])
+        self.feature_set = feature_set
+        self.normaliser = Normaliser(norm)
+        if self.normaliser.mode != "none" and found.normaliser and found.normaliser.get("mean") is not None:
+            self.normaliser.mean_ = np.array(found.normaliser["mean"])
+            self.normaliser.std_ = np.array(found.normaliser["std"])
+
+    def _load_portable(self, found) -> bool:
+        """The numpy-only form beside a local copy; False (and the form dropped) if it will not load.
+        The metadata was validated when the run logged it and again when the copy was made."""
+        from . import model_cache, portable
+        from .features import get_feature_set
+
+        try:
+            meta = self._metadata(found)
+            config = meta["ser_bench_config"]
+            model = portable.load(found.portable)
+            features = get_feature_set(config["features"]["name"], **config["features"]["params"])
+            self._prepare(meta, found, features, config.get("task", {}).get("norm", "global"))
+        except BenchError:
+            raise
+        except Exception:  # noqa: BLE001 - a damaged or foreign file: the copy itself still works
+            model_cache.forget_portable(found)
+            return False
+        self.config, self.model_class, self.model = None, None, model
+        return True
 
     def _through_mlflow(self, tracking_uri: str):
         """The model's description from the MLflow store; a model URI that names one model for
@@ -97,6 +136,8 @@ class Predictor:
         except Exception as exc:
             raise BenchError(f"cannot open model {self.uri} ({str(exc).splitlines()[0]}); "
                              f"use runs:/<run id>/model or models:/<name>@<alias>") from None
+        from .config import RunConfig
+
         normaliser, config = None, (info.metadata or {}).get("ser_bench_config")
         if config is not None and RunConfig.from_dict(config).task.norm != "none":
             normaliser = mlflow.artifacts.load_dict(f"runs:/{info.run_id}/preprocessing/normaliser.json")
@@ -109,19 +150,37 @@ class Predictor:
 
         ``self.seconds`` then holds this call's ``extraction`` and ``model`` (inputs, normalisation,
         predict_proba) wall seconds, reported apart by ``bench bench``."""
+        from .features.extract import extract_features
+
         start = time.perf_counter()
+        in_process_ok = ("tensorflow" not in sys.modules if self.model_class is None
+                         else _tensorflow_free(self.model_class))
         result = extract_features([(str(p), p) for p in paths], self.feature_set, progress=progress,
-                                  in_process_ok=tensorflow_free(self.model_class))
+                                  in_process_ok=in_process_ok)
         extracted = time.perf_counter()
         ok = [p for p in paths if str(p) in result.features]
         if not ok:
             self.seconds = {"extraction": extracted - start, "model": 0.0}
             return np.zeros((0, len(self.labels))), [], result.failed
-        inputs = model_input(self.model_class, [result.features[str(p)] for p in ok])
+        arrays = [result.features[str(p)] for p in ok]
+        if self.model_class is None:  # the portable form takes utterance vectors
+            from .features.functionals import utterance_vector
+
+            inputs = np.stack([utterance_vector(a) for a in arrays])
+        else:
+            from .models import model_input
+
+            inputs = model_input(self.model_class, arrays)
         inputs = self.normaliser.transform(inputs, np.zeros(len(ok), dtype=int))
         probabilities = np.asarray(self.model.predict_proba(inputs))
         self.seconds = {"extraction": extracted - start, "model": time.perf_counter() - extracted}
         return probabilities, ok, result.failed
+
+
+def _tensorflow_free(model_class) -> bool:
+    from .models import tensorflow_free
+
+    return tensorflow_free(model_class)
 
 
 def audio_files(path: Path) -> list[Path]:

@@ -18,7 +18,9 @@ mkdir "$SCRATCH/baseline" "$SCRATCH/cache"
 git -C "$HERE" archive "$BASELINE" | tar -x -C "$SCRATCH/baseline"
 cd "$SCRATCH"  # not the checkout: PYTHONPATH then decides which version runs
 export SER_BENCH_CACHE=$SCRATCH/cache
-PYTHONPATH=$HERE python -m benchmark.cli predict "$WAV" --model "$MODEL" --tracking-uri "$STORE" --format json >/dev/null
+# what `bench` runs in each version: benchmark.console since bench predict has its own entry
+entry() { if [ -f "$1/benchmark/console.py" ]; then echo benchmark; else echo benchmark.cli; fi; }
+PYTHONPATH=$HERE python -m "$(entry "$HERE")" predict "$WAV" --model "$MODEL" --tracking-uri "$STORE" --format json >/dev/null
 for round in $(seq 1 "$ROUNDS"); do
   for version in baseline current; do
     tree=$HERE; [ "$version" = baseline ] && tree=$SCRATCH/baseline
@@ -31,7 +33,7 @@ samples[0] = (int(samples[0]) + 1 + zlib.crc32(sys.argv[3].encode()) % 1000) % 3
 sf.write(sys.argv[2], samples, rate)
 PY
     start=$EPOCHREALTIME
-    PYTHONPATH=$tree python -m benchmark.cli predict "$clip" --model "$MODEL" --tracking-uri "$STORE" --format json >/dev/null
+    PYTHONPATH=$tree python -m "$(entry "$tree")" predict "$clip" --model "$MODEL" --tracking-uri "$STORE" --format json >/dev/null
     awk -v v="$version" -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%s %.2f s\n", v, b - a }'
   done
 done

@@ -118,27 +118,34 @@ def test_predict_keras_model_on_any_length(store, tmp_path, emodb_files):
 
 def test_predict_again_reads_the_local_copy_without_importing_mlflow(store, tmp_path, emodb_files, monkeypatch):
     """The URI `bench run` prints names one model for ever: the second `bench predict` of it loads the
-    local copy (no MLflow import, same probabilities); a damaged copy is removed and made again."""
+    local copy (no MLflow import, same probabilities); an svm's copy also gets a numpy-only form, so
+    that call imports neither MLflow nor scikit-learn. A damaged copy is removed and made again."""
     from benchmark.predict import Predictor
 
     uri, results = store
     cache = tmp_path / "cache"
-    env = {**os.environ, "SER_BENCH_CACHE": str(cache)}
+    env = {**os.environ, "SER_BENCH_CACHE": str(cache), "PYTHONPROFILEIMPORTTIME": "1"}
+    bench = str(Path(sys.executable).parent / "bench")  # the README's command, as installed
 
-    def predict_in_a_new_process(model):
-        done = subprocess.run([sys.executable, "-X", "importtime", "-m", "benchmark.cli", "predict",
-                               str(emodb_files[0]), "--model", model, "--tracking-uri", uri, "--format", "json"],
+    def predict_in_a_new_process(model, wav):
+        done = subprocess.run([bench, "predict", str(wav), "--model", model, "--tracking-uri", uri, "--format", "json"],
                               capture_output=True, text=True, env=env, timeout=300)
         assert done.returncode == 0, done.stderr[-3000:]
-        imported_mlflow = any(line.rstrip().endswith("| mlflow") for line in done.stderr.splitlines())
-        return json.loads(done.stdout)["predictions"][0], imported_mlflow
+        imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+        return json.loads(done.stdout)["predictions"][0], imported
 
     svm = results["svm"].model_uri
     assert svm.startswith("models:/m-")
-    first, first_imported_mlflow = predict_in_a_new_process(svm)
-    again, again_imported_mlflow = predict_in_a_new_process(svm)
-    assert first_imported_mlflow and not again_imported_mlflow
+    first, first_imported = predict_in_a_new_process(svm, emodb_files[0])
+    again, again_imported = predict_in_a_new_process(svm, emodb_files[0])
+    assert "mlflow" in first_imported and "sklearn" in first_imported
+    assert "mlflow" not in again_imported and "sklearn" not in again_imported
     assert again == first
+    entry = next((cache / "models").glob("*/portable.npz")).parent
+    (entry / "portable.npz").write_bytes(b"not an npz")  # a damaged numpy form: the copy loads instead
+    fallback, fallback_imported = predict_in_a_new_process(svm, emodb_files[0])
+    assert fallback == first and "sklearn" in fallback_imported and "mlflow" not in fallback_imported
+    assert (entry / "portable.npz").is_file()  # and it was made again from the loaded model
 
     monkeypatch.setenv("SER_BENCH_CACHE", str(cache))
 
@@ -161,8 +168,10 @@ def test_predict_again_reads_the_local_copy_without_importing_mlflow(store, tmp_
     assert from_copy and np.array_equal(repaired, svm_expected)
     for model_file in (cache / "models").glob("*/model/model.skops"):
         model_file.write_bytes(b"not a model")  # a readable manifest, a broken model: back to the store
+        (model_file.parent.parent / "portable.npz").unlink()  # (the numpy form alone would still do)
     broken, from_copy = probabilities(svm)
-    assert not from_copy and np.array_equal(broken, svm_expected)
+    np.testing.assert_allclose(broken, svm_expected, rtol=0, atol=1e-12)
+    assert not from_copy
 
 
 def test_predict_defaults_to_the_latest_model_and_rejects_bad_values(store, emodb_files):

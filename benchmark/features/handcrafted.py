@@ -21,7 +21,6 @@ from functools import lru_cache
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.fft import dct, next_fast_len, rfft
 
 from ..features import register_feature_set
 from .base import FeatureConfig, FeatureSet
@@ -116,6 +115,7 @@ def autocorrelation(frames: np.ndarray, max_lag: int) -> np.ndarray:
     needs padding to width + max_lag + 1 rather than 2 * width to avoid circular wrap-around. The
     power spectrum is real and even, so its inverse FFT is a DCT-I (about 3x faster).
     """
+    from scipy.fft import dct, next_fast_len, rfft  # here, not at import: bench predict's start-up
     size = next_fast_len(frames.shape[1] + max_lag + 2, real=True)
     size += size % 2
     padded = np.zeros((frames.shape[0], size))  # not rfft(n=size): SciPy pads a strided view 5x slower
@@ -167,6 +167,7 @@ def _constants(sr: int, num_fft: int) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 def short_term_features(signal: np.ndarray, sr: int, window: int, step: int) -> np.ndarray:
     """(n_frames, 36) features of ``signal`` (float in [-1, 1]); see the module docstring."""
+    from scipy.fft import dct, rfft  # here, not at import: bench predict's start-up
     from ._frame_kernel import frame_statistics  # numba: loaded on first use, not at start-up
 
     x = np.array(signal, dtype=np.float64)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
-from scipy.fft import dct, next_fast_len, rfft
 
 from .handcrafted import EPS, N_BLOCKS, N_MFCC, ROLLOFF, chroma_matrix, mfcc_filterbank
 
@@ -40,6 +39,7 @@ def harmonic_ratio_f0(frames: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarr
     first zero crossing of the autocorrelation; frames whose normalised autocorrelation is noisy
     (ZCR > 0.15) or weakly periodic (ratio < 0.1) are unvoiced: F0 = 0.
     """
+    from scipy.fft import dct, next_fast_len, rfft  # here, not at import: bench predict's start-up
     n_frames, width = frames.shape
     max_lag = int(np.round(0.016 * sr) - 1)
     if max_lag > width - 2:
@@ -76,6 +76,7 @@ def harmonic_ratio_f0(frames: np.ndarray, sr: int) -> tuple[np.ndarray, np.ndarr
 
 def short_term_features(signal: np.ndarray, sr: int, window: int, step: int) -> np.ndarray:
     """(n_frames, 36) features of ``signal`` (float in [-1, 1]); see the module docstring."""
+    from scipy.fft import dct, rfft  # here, not at import: bench predict's start-up
     x = np.asarray(signal, dtype=np.float64)
     x = x - x.mean()
     x = x / (np.abs(x).max() + 1e-10)

@@ -101,6 +101,11 @@ class SERClassifier(ClassifierMixin, BaseEstimator):
                          classes)
         return model
 
+    def portable(self) -> dict | None:
+        """A numpy-only form of the fitted model (:mod:`benchmark.portable`), checked against the
+        model itself, for ``bench predict``'s start-up; None: the model has none."""
+        return None
+
     # parameters that change how fast a model trains, not what it learns: never a recipe of its own
     runtime_params: ClassVar[tuple[str, ...]] = ("n_jobs", "verbose")
 

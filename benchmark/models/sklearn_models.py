@@ -63,6 +63,12 @@ class SVMClassifier(SERClassifier):
     def set_fitted(self, estimator, classes):
         self.pipeline_, self.classes_ = estimator, np.asarray(classes)
 
+    def portable(self):
+        from ..portable import export
+
+        with limit_threads(1):
+            return export(self.pipeline_)
+
     # scikit-learn classes inside the pipeline that MLflow's skops loader must be told are safe
     trusted_types = ("sklearn.calibration._CalibratedClassifier", "sklearn.calibration._SigmoidCalibration")
 

@@ -1,0 +1,5 @@
+"""``python -m benchmark ...`` is the ``bench`` command."""
+
+from .console import main
+
+main()

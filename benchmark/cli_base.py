@@ -1,0 +1,44 @@
+"""What every ``bench`` command shares and that must stay cheap to import: the consoles and the
+one-line error handling (``bench predict`` starts without the rest of the CLI; see cli_predict)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+
+from .errors import BenchError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def friendly_errors(command):
+    """Turn expected failures into one line on stderr and exit code 2, never a traceback."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        logging.basicConfig(level=logging.WARNING, format="%(message)s",
+                            handlers=[RichHandler(console=err_console, show_time=False, show_path=False)])
+        try:
+            return command(*args, **kwargs)
+        except BenchError as exc:
+            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except Exception as exc:  # a store failure deep inside MLflow (full disk, read-only): one line too
+            from .store import explain
+
+            known = explain(exc, kwargs.get("tracking_uri"))
+            if known is None:
+                raise
+            err_console.print(f"[bold red]error:[/] {known}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt as exc:  # Ctrl-C or SIGTERM (lifecycle.Terminated): runs are FAILED
+            err_console.print(f"[bold red]stopped:[/] {exc or 'interrupted'}; runs in progress are marked FAILED",
+                              highlight=False, soft_wrap=True)
+            raise typer.Exit(143 if type(exc).__name__ == "Terminated" else 130) from None
+
+    return wrapper

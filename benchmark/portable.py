@@ -1,0 +1,147 @@
+"""Numpy-only scorers of fitted models, so that ``bench predict`` starts without scikit-learn.
+
+Why: importing scikit-learn (it imports scipy.stats and pandas) took ~2.2 s of a 5.6 s one-file
+``bench predict`` of an svm model on this machine, and issue 9 asks for < 3 s. A fitted RBF SVM
+with Platt-scaled probabilities is a handful of arrays and four formulas: the scaler, libsvm's
+one-vs-one kernel expansion, scikit-learn's one-vs-rest vote transform
+(``sklearn.utils.multiclass._ovr_decision_function``) and one sigmoid per class, normalised
+(``sklearn.calibration._CalibratedClassifier.predict_proba``).
+
+scikit-learn stays the reference. :func:`export` reads a fitted pipeline (scikit-learn is loaded
+then, by whoever fitted or loaded it) and returns its portable form only if that form reproduces
+the pipeline's own ``predict_proba`` on probe inputs to ``PARITY_ATOL``; anything else (another
+kernel, a model without calibration, a future scikit-learn that computes differently) has no
+portable form and loads as before. ``benchmark.model_cache`` stores the form beside the local
+copy of a model; nothing here is ever logged to MLflow.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+KIND_RBF_SVC_PLATT = "rbf_svc_platt"
+PARITY_ATOL = 1e-9
+
+
+def export(pipeline, probes: np.ndarray | None = None) -> dict[str, np.ndarray] | None:
+    """The portable arrays of ``StandardScaler -> CalibratedClassifierCV(SVC(rbf), sigmoid,
+    ensemble=False)``, checked against the pipeline itself; None for anything else."""
+    try:
+        arrays = _rbf_svc_platt_arrays(pipeline)
+    except (AttributeError, IndexError, TypeError, ValueError):
+        return None
+    if arrays is None:
+        return None
+    if probes is None:
+        probes = default_probes(arrays)
+    try:
+        expected = np.asarray(pipeline.predict_proba(probes), dtype=np.float64)
+        got = PortableSVM(arrays).predict_proba(probes)
+    except Exception:  # noqa: BLE001 - any mismatch in shape or kind: no portable form
+        return None
+    if expected.shape != got.shape or not np.allclose(got, expected, rtol=0, atol=PARITY_ATOL):
+        return None
+    return arrays
+
+
+def _rbf_svc_platt_arrays(pipeline) -> dict[str, np.ndarray] | None:
+    steps = [step for _, step in pipeline.steps]
+    if len(steps) != 2 or type(steps[0]).__name__ != "StandardScaler":
+        return None
+    scaler, calibrated = steps
+    if type(calibrated).__name__ != "CalibratedClassifierCV" or len(calibrated.calibrated_classifiers_) != 1:
+        return None
+    inner = calibrated.calibrated_classifiers_[0]
+    svc = inner.estimator
+    if (type(svc).__name__ != "SVC" or svc.kernel != "rbf" or inner.method != "sigmoid"
+            or svc.decision_function_shape != "ovr"
+            or any(type(c).__name__ != "_SigmoidCalibration" for c in inner.calibrators)):
+        return None
+    n_features = svc.support_vectors_.shape[1]
+    mean = scaler.mean_ if scaler.mean_ is not None else np.zeros(n_features)
+    scale = scaler.scale_ if scaler.scale_ is not None else np.ones(n_features)
+    return {
+        "kind": np.array(KIND_RBF_SVC_PLATT),
+        "mean": np.asarray(mean, np.float64), "scale": np.asarray(scale, np.float64),
+        "support_vectors": np.asarray(svc.support_vectors_, np.float64),
+        "dual_coef": np.asarray(svc.dual_coef_, np.float64), "intercept": np.asarray(svc.intercept_, np.float64),
+        "n_support": np.asarray(svc.n_support_, np.int64), "gamma": np.array(float(svc._gamma)),
+        "a": np.array([float(c.a_) for c in inner.calibrators]), "b": np.array([float(c.b_) for c in inner.calibrators]),
+        # the column of each calibrator's class among the calibrated classifier's classes
+        "columns": np.searchsorted(np.asarray(inner.classes), np.asarray(svc.classes_)).astype(np.int64),
+        "n_classes": np.array(len(inner.classes)),
+    }
+
+
+def default_probes(arrays: dict[str, np.ndarray], n_random: int = 64, seed: int = 0) -> np.ndarray:
+    """Inputs to check parity on: the support vectors themselves (where the kernel is largest),
+    points between them, and random points around the training distribution."""
+    rng = np.random.default_rng(seed)
+    sv = arrays["support_vectors"]
+    between = 0.5 * (sv + sv[rng.permutation(len(sv))])
+    scattered = rng.standard_normal((n_random, sv.shape[1])) * 1.5
+    scaled = np.concatenate([sv[: 4 * n_random], between[:n_random], scattered])
+    return scaled * arrays["scale"] + arrays["mean"]
+
+
+class PortableSVM:
+    """``predict_proba`` of an exported RBF SVM with Platt scaling, numpy only."""
+
+    input_kind = "vector"
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.a = arrays
+
+    def decision_values(self, X: np.ndarray) -> np.ndarray:
+        """scikit-learn's ``SVC.decision_function`` (one-vs-rest shape for 3+ classes)."""
+        a = self.a
+        z = (np.asarray(X, np.float64) - a["mean"]) / a["scale"]
+        sv = a["support_vectors"]
+        squared = (z * z).sum(1)[:, None] + (sv * sv).sum(1)[None, :] - 2.0 * z @ sv.T
+        kernel = np.exp(-float(a["gamma"]) * np.maximum(squared, 0.0))
+        n_support, coef = a["n_support"], a["dual_coef"]
+        if len(n_support) == 2:  # binary: scikit-learn's public coefficients already carry its sign
+            return kernel @ coef[0] + a["intercept"][0]
+        start = np.concatenate([[0], np.cumsum(n_support)[:-1]])
+        part = [slice(s, s + n) for s, n in zip(start, n_support)]
+        pairs = [(i, j) for i in range(len(n_support)) for j in range(i + 1, len(n_support))]
+        ovo = np.column_stack([kernel[:, part[i]] @ coef[j - 1, part[i]] + kernel[:, part[j]] @ coef[i, part[j]]
+                               for i, j in pairs]) + a["intercept"]
+        votes, confidence = np.zeros((len(z), len(n_support))), np.zeros((len(z), len(n_support)))
+        for k, (i, j) in enumerate(pairs):  # _ovr_decision_function(ovo < 0, -ovo, n_classes)
+            confidence[:, i] += ovo[:, k]
+            confidence[:, j] -= ovo[:, k]
+            votes[:, i] += ovo[:, k] >= 0
+            votes[:, j] += ovo[:, k] < 0
+        return votes + confidence / (3 * (np.abs(confidence) + 1))
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        a = self.a
+        scores = self.decision_values(X)
+        scores = scores[:, None] if scores.ndim == 1 else scores
+        n_classes = int(a["n_classes"])
+        proba = np.zeros((len(scores), n_classes))
+        for column, (k, a_k, b_k) in enumerate(zip(a["columns"], a["a"], a["b"])):
+            proba[:, k + 1 if n_classes == 2 else k] = 1.0 / (1.0 + np.exp(a_k * scores[:, column] + b_k))
+        if n_classes == 2:
+            proba[:, 0] = 1.0 - proba[:, 1]
+        else:
+            total = proba.sum(axis=1, keepdims=True)
+            proba = np.divide(proba, total, out=np.full_like(proba, 1.0 / n_classes), where=total != 0)
+        proba[(1.0 < proba) & (proba <= 1.0 + 1e-5)] = 1.0
+        return proba
+
+
+def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    np.savez(path, **arrays)
+
+
+def load(path: Path) -> PortableSVM:
+    """The scorer saved at ``path`` (``allow_pickle`` stays off: the file is data only)."""
+    with np.load(path, allow_pickle=False) as data:
+        arrays = {name: data[name] for name in data.files}
+    if str(arrays.get("kind")) != KIND_RBF_SVC_PLATT:
+        raise ValueError(f"{path}: unknown portable model kind {arrays.get('kind')!r}")
+    return PortableSVM(arrays)
