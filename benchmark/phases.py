@@ -126,7 +126,7 @@ def run_phase_benchmark(config, runtime, limit_opensmile: int = 40, startup_repe
     log("start-up: fresh interpreters")
     report.add("start-up: python -c 'import benchmark.cli'",
                best_subprocess_seconds([sys.executable, "-c", "import benchmark.cli"], startup_repeat))
-    report.add("start-up: bench --help", best_subprocess_seconds([sys.executable, "-m", "benchmark.cli", "--help"],
+    report.add("start-up: bench --help", best_subprocess_seconds([sys.executable, "-m", "benchmark", "--help"],
                                                                 startup_repeat))
 
     with tempfile.TemporaryDirectory(prefix="ser-bench-phases-") as scratch:
@@ -192,10 +192,10 @@ def run_phase_benchmark(config, runtime, limit_opensmile: int = 40, startup_repe
         if result.model_uri:
             log("bench predict start-up: python -X importtime")
             wav, env_uri = str(data.utterances[0].path), runtime.tracking_uri
-            report.predict_imports = import_profile(["-m", "benchmark.cli", "predict", wav, "--model",
+            report.predict_imports = import_profile(["-m", "benchmark", "predict", wav, "--model",
                                                      result.model_uri, "--tracking-uri", env_uri])
             report.add("bench predict, 1 file (fresh process)", best_subprocess_seconds(
-                [sys.executable, "-m", "benchmark.cli", "predict", wav, "--model", result.model_uri,
+                [sys.executable, "-m", "benchmark", "predict", wav, "--model", result.model_uri,
                  "--tracking-uri", env_uri, "--format", "json"], 1))
             from .predict import Predictor
 

@@ -142,6 +142,12 @@ def warm_up_in_background(model_class, final_model: bool):
 
             if final_model:
                 model_class.warm_up_logging()
+                # MLflow's log_model checks the model's pip requirements against the installed
+                # packages, and the first check maps every installed distribution to its modules:
+                # 1-3 s here (hundreds of packages in this environment), cached for the process.
+                from mlflow.utils import requirements_utils
+
+                getattr(requirements_utils, "_init_packages_to_modules_map", lambda: None)()
         except Exception:  # pragma: no cover - an optimisation only
             pass
 
