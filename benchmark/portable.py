@@ -21,8 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import BenchError
+
 KIND_RBF_SVC_PLATT = "rbf_svc_platt"
+FORMAT_VERSION = 1  # bump when the arrays' meaning changes: older files then fall back to the model
 PARITY_ATOL = 1e-9
+ROWS_PER_CHUNK = 1024  # the kernel is rows x support vectors: bounded memory for large folders
 
 
 def export(pipeline, probes: np.ndarray | None = None) -> dict[str, np.ndarray] | None:
@@ -51,6 +55,8 @@ def _rbf_svc_platt_arrays(pipeline) -> dict[str, np.ndarray] | None:
     if len(steps) != 2 or type(steps[0]).__name__ != "StandardScaler":
         return None
     scaler, calibrated = steps
+    if not (scaler.with_mean and scaler.with_std):
+        return None
     if type(calibrated).__name__ != "CalibratedClassifierCV" or len(calibrated.calibrated_classifiers_) != 1:
         return None
     inner = calibrated.calibrated_classifiers_[0]
@@ -59,12 +65,9 @@ def _rbf_svc_platt_arrays(pipeline) -> dict[str, np.ndarray] | None:
             or svc.decision_function_shape != "ovr"
             or any(type(c).__name__ != "_SigmoidCalibration" for c in inner.calibrators)):
         return None
-    n_features = svc.support_vectors_.shape[1]
-    mean = scaler.mean_ if scaler.mean_ is not None else np.zeros(n_features)
-    scale = scaler.scale_ if scaler.scale_ is not None else np.ones(n_features)
     return {
-        "kind": np.array(KIND_RBF_SVC_PLATT),
-        "mean": np.asarray(mean, np.float64), "scale": np.asarray(scale, np.float64),
+        "kind": np.array(KIND_RBF_SVC_PLATT), "format_version": np.array(FORMAT_VERSION),
+        "mean": np.asarray(scaler.mean_, np.float64), "scale": np.asarray(scaler.scale_, np.float64),
         "support_vectors": np.asarray(svc.support_vectors_, np.float64),
         "dual_coef": np.asarray(svc.dual_coef_, np.float64), "intercept": np.asarray(svc.intercept_, np.float64),
         "n_support": np.asarray(svc.n_support_, np.int64), "gamma": np.array(float(svc._gamma)),
@@ -96,8 +99,16 @@ class PortableSVM:
 
     def decision_values(self, X: np.ndarray) -> np.ndarray:
         """scikit-learn's ``SVC.decision_function`` (one-vs-rest shape for 3+ classes)."""
+        X = np.asarray(X, np.float64)
+        if X.ndim != 2 or X.shape[1] != self.a["mean"].shape[0]:
+            raise BenchError(f"the model takes {self.a['mean'].shape[0]} features per utterance, got shape {X.shape}")
+        if not np.isfinite(X).all():  # scikit-learn refuses these too
+            raise BenchError("features contain NaN or infinity; check the audio files")
+        if len(X) > ROWS_PER_CHUNK:
+            return np.concatenate([self.decision_values(X[i : i + ROWS_PER_CHUNK])
+                                   for i in range(0, len(X), ROWS_PER_CHUNK)])
         a = self.a
-        z = (np.asarray(X, np.float64) - a["mean"]) / a["scale"]
+        z = (X - a["mean"]) / a["scale"]
         sv = a["support_vectors"]
         squared = (z * z).sum(1)[:, None] + (sv * sv).sum(1)[None, :] - 2.0 * z @ sv.T
         kernel = np.exp(-float(a["gamma"]) * np.maximum(squared, 0.0))
@@ -144,4 +155,10 @@ def load(path: Path) -> PortableSVM:
         arrays = {name: data[name] for name in data.files}
     if str(arrays.get("kind")) != KIND_RBF_SVC_PLATT:
         raise ValueError(f"{path}: unknown portable model kind {arrays.get('kind')!r}")
+    if int(arrays.get("format_version", 0)) != FORMAT_VERSION:
+        raise ValueError(f"{path}: portable format {arrays.get('format_version')}, this version reads {FORMAT_VERSION}")
+    sv, coef, n_support = arrays["support_vectors"], arrays["dual_coef"], arrays["n_support"]
+    if (sv.ndim != 2 or arrays["mean"].shape != (sv.shape[1],) or arrays["scale"].shape != (sv.shape[1],)
+            or coef.shape != (len(n_support) - 1, sv.shape[0]) or int(n_support.sum()) != sv.shape[0]):
+        raise ValueError(f"{path}: inconsistent array shapes")
     return PortableSVM(arrays)

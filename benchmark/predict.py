@@ -78,9 +78,12 @@ class Predictor:
                 self.asked_store = True
             else:
                 if found.portable is None:  # next time: without scikit-learn (checked against the model)
-                    arrays = self.model.portable()
-                    if arrays is not None:
-                        model_cache.save_portable(found, arrays)
+                    try:
+                        arrays = self.model.portable()
+                        if arrays is not None:
+                            model_cache.save_portable(found, arrays)
+                    except Exception:  # noqa: BLE001 - an optimisation only: the model is loaded
+                        pass
         if self.model is None:
             self.model = self.model_class.load_model(self.uri, list(self.labels))
 
@@ -107,7 +110,10 @@ class Predictor:
         The metadata was validated when the run logged it and again when the copy was made."""
         from . import model_cache, portable
         from .features import get_feature_set
+        from .model_trust import require_safe_format
 
+        # the form itself is data (no pickle), but the model it came from must pass the same check
+        require_safe_format(found.flavors, self.uri, self.trust_model)
         try:
             meta = self._metadata(found)
             config = meta["ser_bench_config"]

@@ -106,7 +106,8 @@ def make_objective(config: RunConfig, inputs: Inputs, pool: np.ndarray, options:
     X = take(inputs.X, pool)
     splits = list(inner_splitter(labels, groups, options.inner_folds, config.task.seed)
                   .split(np.zeros((len(labels), 1)), labels, groups))
-    epochs = int(config.model.params.get("epochs", 1))  # models without epochs report per inner fold
+    # steps an inner fold may report: every epoch of every ensemble member (models without epochs: 1)
+    epochs = int(config.model.params.get("epochs", 1)) * int(config.model.params.get("ensemble", 1))
 
     def objective(trial: optuna.Trial) -> float:
         params = model_cls.search_space(trial)

@@ -24,7 +24,7 @@ def test_portable_svm_gives_scikit_learns_probabilities(n_classes, params):
     model = get_model("svm", **params).fit(X, y)
     arrays = model.portable()
     assert arrays is not None
-    unseen = np.random.default_rng(1).standard_normal((300, X.shape[1])) * 6 + 5
+    unseen = np.random.default_rng(1).standard_normal((portable.ROWS_PER_CHUNK + 300, X.shape[1])) * 6 + 5  # 2 chunks
     np.testing.assert_allclose(portable.PortableSVM(arrays).predict_proba(unseen), model.predict_proba(unseen),
                                rtol=0, atol=1e-12)
 
@@ -55,6 +55,12 @@ def test_portable_file_round_trip_loads_data_only(tmp_path):
     portable.save(tmp_path / "p.npz", arrays)
     np.testing.assert_array_equal(portable.load(tmp_path / "p.npz").predict_proba(X),
                                   portable.PortableSVM(arrays).predict_proba(X))
+    np.savez(tmp_path / "old.npz", **dict(arrays, format_version=np.array(portable.FORMAT_VERSION + 1)))
+    with pytest.raises(ValueError, match="portable format"):
+        portable.load(tmp_path / "old.npz")  # a file whose arrays may mean something else: not used
+    np.savez(tmp_path / "cut.npz", **dict(arrays, mean=arrays["mean"][:-1]))
+    with pytest.raises(ValueError, match="shapes"):
+        portable.load(tmp_path / "cut.npz")
     np.savez(tmp_path / "other.npz", kind=np.array("something_else"))
     with pytest.raises(ValueError, match="unknown portable model kind"):
         portable.load(tmp_path / "other.npz")
@@ -62,3 +68,48 @@ def test_portable_file_round_trip_loads_data_only(tmp_path):
     (tmp_path / "objects.npz").write_bytes((tmp_path / "objects.npy").read_bytes())
     with pytest.raises(ValueError):
         portable.load(tmp_path / "objects.npz")  # pickled objects are refused, never run
+
+
+def test_portable_svm_refuses_what_scikit_learn_refuses():
+    from benchmark.errors import BenchError
+
+    X, y = separable(3)
+    scorer = portable.PortableSVM(get_model("svm").fit(X, y).portable())
+    bad = X[:3].copy()
+    bad[1, 2] = np.nan
+    with pytest.raises(BenchError, match="NaN"):
+        scorer.predict_proba(bad)
+    with pytest.raises(BenchError, match="features per utterance"):
+        scorer.predict_proba(X[:3, :-1])
+
+
+def test_the_numpy_form_of_a_pickled_model_still_needs_trust_model(tmp_path, monkeypatch):
+    """A portable form made while --trust-model was given does not lift the check for later calls."""
+    from benchmark import model_cache, tracking
+    from benchmark.config import resolve
+    from benchmark.model_trust import UntrustedModelError
+    from benchmark.predict import Predictor
+
+    monkeypatch.setenv("SER_BENCH_CACHE", str(tmp_path / "cache"))
+    X, y = separable(3)
+    arrays = get_model("svm").fit(X, y).portable()
+    uri, store = "models:/m-" + "0" * 32, tracking.resolve_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    metadata = {"label_map": sorted(set(y)), "ser_bench_config": resolve({"model": "svm", "norm": "none"}).to_dict()}
+
+    def download(folder):
+        folder.mkdir(parents=True)
+        (folder / "MLmodel").write_text("flavors: {}\n")
+        return folder
+
+    for serialization, trusted_needed in (("cloudpickle", True), ("skops", False)):
+        flavors = {"sklearn": {"serialization_format": serialization}}
+        model_cache.forget(uri, store)
+        entry = model_cache.save(model_cache.CachedModel(uri, flavors, metadata, None, None), store, download)
+        model_cache.save_portable(entry, arrays)
+        assert model_cache.lookup(uri, store).portable is not None
+        if trusted_needed:
+            with pytest.raises(UntrustedModelError, match="--trust-model"):
+                Predictor(uri, store)
+            assert Predictor(uri, store, trust_model=True).model_class is None  # the numpy form, trusted
+        else:
+            assert Predictor(uri, store).model_class is None

@@ -203,7 +203,8 @@ class KerasSequenceClassifier(SERClassifier):
     def fit(self, X, y, groups=None, on_epoch=None):
         """Train ``ensemble`` members (seeds ``seed``, ``seed + 1``, ...; each with its own validation
         speakers, initial weights and batch order); several members are joined into one Keras model
-        that averages their probabilities, so saving, loading and prediction do not change."""
+        that averages their probabilities, so saving, loading and prediction do not change. Runs
+        with ``--seed 0`` and ``--seed 1`` share K - 1 members: compare ensembles K seeds apart."""
         configure_tensorflow()
         import keras
 
