@@ -92,7 +92,8 @@ def default_probes(arrays: dict[str, np.ndarray], n_random: int = 64, seed: int 
 class PortableSVM:
     """``predict_proba`` of an exported RBF SVM with Platt scaling, numpy only."""
 
-    input_kind = "vector"
+    input_kind = "vector"  # what benchmark.model_input asks of a model
+    loads_tensorflow = False
 
     def __init__(self, arrays: dict[str, np.ndarray]):
         self.a = arrays

@@ -8,7 +8,6 @@ are treated as one speaker and standardised with their own statistics (one file:
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -157,36 +156,23 @@ class Predictor:
         ``self.seconds`` then holds this call's ``extraction`` and ``model`` (inputs, normalisation,
         predict_proba) wall seconds, reported apart by ``bench bench``."""
         from .features.extract import extract_features
+        from .model_input import model_input, tensorflow_free
+        from .portable import PortableSVM
 
+        takes = self.model_class or PortableSVM  # the numpy-only form has no model class
         start = time.perf_counter()
-        in_process_ok = ("tensorflow" not in sys.modules if self.model_class is None
-                         else _tensorflow_free(self.model_class))
         result = extract_features([(str(p), p) for p in paths], self.feature_set, progress=progress,
-                                  in_process_ok=in_process_ok)
+                                  in_process_ok=tensorflow_free(takes))
         extracted = time.perf_counter()
         ok = [p for p in paths if str(p) in result.features]
         if not ok:
             self.seconds = {"extraction": extracted - start, "model": 0.0}
             return np.zeros((0, len(self.labels))), [], result.failed
-        arrays = [result.features[str(p)] for p in ok]
-        if self.model_class is None:  # the portable form takes utterance vectors
-            from .features.functionals import utterance_vector
-
-            inputs = np.stack([utterance_vector(a) for a in arrays])
-        else:
-            from .models import model_input
-
-            inputs = model_input(self.model_class, arrays)
+        inputs = model_input(takes, [result.features[str(p)] for p in ok])
         inputs = self.normaliser.transform(inputs, np.zeros(len(ok), dtype=int))
         probabilities = np.asarray(self.model.predict_proba(inputs))
         self.seconds = {"extraction": extracted - start, "model": time.perf_counter() - extracted}
         return probabilities, ok, result.failed
-
-
-def _tensorflow_free(model_class) -> bool:
-    from .models import tensorflow_free
-
-    return tensorflow_free(model_class)
 
 
 def audio_files(path: Path) -> list[Path]:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from ..registry import Registry
-from .base import SERClassifier, model_input
+from ..model_input import model_input, tensorflow_free
+from .base import SERClassifier
 
 MODELS = Registry("model")
 register_model = MODELS.register
@@ -21,12 +22,4 @@ def get_model(name: str, **params) -> SERClassifier:
 # imports TensorFlow, so it loads when a Keras model is built or loaded, never for a vector model
 MODELS.discover(__name__, __path__, lazy=("keras_layers",))
 
-__all__ = ["MODELS", "SERClassifier", "get_model", "model_input", "register_model"]
-
-
-def tensorflow_free(model_class) -> bool:
-    """Neither this model nor anything before it loaded TensorFlow into this process (openSMILE
-    may then run here; see ``extract_features(in_process_ok=...)``)."""
-    import sys
-
-    return not model_class.loads_tensorflow and "tensorflow" not in sys.modules
+__all__ = ["MODELS", "SERClassifier", "get_model", "model_input", "register_model", "tensorflow_free"]

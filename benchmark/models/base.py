@@ -3,7 +3,7 @@ plus what only the model can know about its framework.
 
 ``input_kind`` tells the runner what ``X`` is: ``"sequence"`` models take a list of
 (n_frames, n_features) arrays of any length, ``"vector"`` models one row per utterance
-(:func:`model_input` builds either from extracted features, for runs and for ``bench predict``
+(:func:`benchmark.model_input.model_input` builds either from extracted features, for runs and for ``bench predict``
 alike). Hyper-parameters are the typed, annotated arguments of ``__init__`` (sklearn style): the
 annotations (types, ``annotated_types`` ranges) are what ``benchmark.config`` validates before a
 run exists. How a fitted model is logged to MLflow and loaded back is the model's business
@@ -117,13 +117,3 @@ class SERClassifier(ClassifierMixin, BaseEstimator):
 
     def set_fitted(self, estimator: Any, classes: list[str]) -> None:  # pragma: no cover - overridden
         raise NotImplementedError
-
-
-def model_input(model_cls, arrays_list: list[dict[str, np.ndarray]]):
-    """Model input from extracted features: frame arrays for sequence models, else one vector per
-    utterance (the set's own functionals, or statistics of its frames)."""
-    from ..features.functionals import utterance_vector
-
-    if model_cls.input_kind == "sequence":
-        return [np.asarray(arrays["frames"], dtype=np.float32) for arrays in arrays_list]
-    return np.stack([utterance_vector(arrays) for arrays in arrays_list])
