@@ -150,10 +150,15 @@ def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
     np.savez(path, **arrays)
 
 
-def load(path: Path) -> PortableSVM:
-    """The scorer saved at ``path`` (``allow_pickle`` stays off: the file is data only)."""
+def load(path: Path):
+    """The scorer saved at ``path`` (``allow_pickle`` stays off: the file is data only): a
+    :class:`PortableSVM` or a network (:mod:`benchmark.portable_network`)."""
     with np.load(path, allow_pickle=False) as data:
         arrays = {name: data[name] for name in data.files}
+    from . import portable_network
+
+    if str(arrays.get("kind")) == portable_network.KIND:
+        return portable_network.validated(arrays, path)
     if str(arrays.get("kind")) != KIND_RBF_SVC_PLATT:
         raise ValueError(f"{path}: unknown portable model kind {arrays.get('kind')!r}")
     if int(arrays.get("format_version", 0)) != FORMAT_VERSION:

@@ -157,9 +157,7 @@ class Predictor:
         predict_proba) wall seconds, reported apart by ``bench bench``."""
         from .features.extract import extract_features
         from .model_input import model_input, tensorflow_free
-        from .portable import PortableSVM
-
-        takes = self.model_class or PortableSVM  # the numpy-only form has no model class
+        takes = self.model_class or self.model  # a numpy-only form has no model class, but says what it takes
         start = time.perf_counter()
         result = extract_features([(str(p), p) for p in paths], self.feature_set, progress=progress,
                                   in_process_ok=tensorflow_free(takes))

@@ -113,3 +113,74 @@ def test_the_numpy_form_of_a_pickled_model_still_needs_trust_model(tmp_path, mon
             assert Predictor(uri, store, trust_model=True).model_class is None  # the numpy form, trusted
         else:
             assert Predictor(uri, store).model_class is None
+
+
+# --- the networks (benchmark.portable_network) ---------------------------------------------------
+
+
+def sequences(n: int = 36, n_features: int = 6, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = [rng.standard_normal((int(rng.integers(3, 40)), n_features)).astype(np.float32) + 0.7 * (i % 3)
+         for i in range(n)]
+    return X, np.array([f"emotion{i % 3}" for i in range(n)])
+
+
+@pytest.fixture(scope="module")
+def networks():
+    """Tiny trained networks (one epoch: parity does not need a good model, only a trained one)."""
+    X, y = sequences()
+    return {name: get_model(name.split("+")[0], epochs=1, **params).fit(X, y) for name, params in (
+        ("attn_blstm", {"units": 6}), ("local_attn_blstm", {"dense_units": 8, "lstm_units": 5}),
+        ("attn_blstm+ensemble", {"units": 4, "ensemble": 2}))}
+
+
+@pytest.mark.parametrize("name", ["attn_blstm", "local_attn_blstm", "attn_blstm+ensemble"])
+def test_portable_network_gives_keras_probabilities(networks, name, tmp_path):
+    from benchmark import portable_network
+
+    model = networks[name]
+    arrays = model.portable()
+    assert arrays is not None and str(arrays["architecture"]) == name.split("+")[0]
+    portable.save(tmp_path / "net.npz", arrays)
+    scorer = portable.load(tmp_path / "net.npz")
+    assert isinstance(scorer, portable_network.PortableNetwork) and scorer.input_kind == "sequence"
+    rng = np.random.default_rng(3)
+    unseen = [rng.standard_normal((length, 6)).astype(np.float32) * 2 for length in (1, 9, 250)]
+    unseen[1][4:6] = 0.0  # all-zero frames inside an utterance are hidden, as Keras' Masking hides them
+    np.testing.assert_allclose(scorer.predict_proba(unseen), model.predict_proba(unseen), rtol=0,
+                               atol=portable_network.PARITY_ATOL)
+    if "ensemble" in name:
+        assert int(arrays["n_members"]) == 2
+
+
+def test_portable_network_refuses_what_it_cannot_reproduce_or_read(networks, tmp_path):
+    from benchmark.errors import BenchError
+
+    X, y = sequences(n_features=6)
+    assert get_model("crnn", epochs=1, filters=2, conv_blocks=1, lstm_units=2, projection_units=4, dense_units=4,
+                     channels=1).fit(X, y).portable() is None  # an architecture without a numpy form
+    model = networks["attn_blstm"]
+    arrays = model.portable()
+    broken = dict(arrays, **{"member0.attention_dense": arrays["member0.attention_dense"] * 1.5})
+    model.portable_weights = lambda member: {name.split(".", 1)[1]: value for name, value in broken.items()
+                                             if name.startswith("member0.")}
+    assert model.portable() is None  # weights read wrongly: the parity check, not the export, decides
+    del model.portable_weights
+    np.savez(tmp_path / "cut.npz", **dict(arrays, **{"member0.forward_recurrent": arrays["member0.forward_recurrent"][:-1]}))
+    with pytest.raises(ValueError, match="shapes"):
+        portable.load(tmp_path / "cut.npz")
+    np.savez(tmp_path / "newer.npz", **dict(arrays, format_version=np.array(99)))
+    with pytest.raises(ValueError, match="portable format"):
+        portable.load(tmp_path / "newer.npz")
+    scorer = portable.load(_saved(tmp_path, arrays))
+    with pytest.raises(BenchError, match="features per frame"):
+        scorer.predict_proba([X[0][:, :-1]])
+    bad = X[0].copy()
+    bad[1, 1] = np.nan
+    with pytest.raises(BenchError, match="NaN"):
+        scorer.predict_proba([bad])
+
+
+def _saved(folder, arrays):
+    portable.save(folder / "ok.npz", arrays)
+    return folder / "ok.npz"

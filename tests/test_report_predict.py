@@ -119,7 +119,8 @@ def test_predict_keras_model_on_any_length(store, tmp_path, emodb_files):
 def test_predict_again_reads_the_local_copy_without_importing_mlflow(store, tmp_path, emodb_files, monkeypatch):
     """The URI `bench run` prints names one model for ever: the second `bench predict` of it loads the
     local copy (no MLflow import, same probabilities); an svm's copy also gets a numpy-only form, so
-    that call imports neither MLflow nor scikit-learn. A damaged copy is removed and made again."""
+    that call imports neither MLflow nor scikit-learn, and a network's copy one that spares TensorFlow.
+    A damaged copy is removed and made again."""
     from benchmark.predict import Predictor
 
     uri, results = store
@@ -146,6 +147,15 @@ def test_predict_again_reads_the_local_copy_without_importing_mlflow(store, tmp_
     fallback, fallback_imported = predict_in_a_new_process(svm, emodb_files[0])
     assert fallback == first and "sklearn" in fallback_imported and "mlflow" not in fallback_imported
     assert (entry / "portable.npz").is_file()  # and it was made again from the loaded model
+    keras_uri = results["keras"].model_uri  # a network: its numpy-only form spares TensorFlow too
+    first, first_imported = predict_in_a_new_process(keras_uri, emodb_files[2])
+    again, again_imported = predict_in_a_new_process(keras_uri, emodb_files[3])
+    assert "tensorflow" in first_imported and {"tensorflow", "keras", "mlflow", "sklearn"}.isdisjoint(again_imported)
+    assert again == predict_in_a_new_process(keras_uri, emodb_files[3])[0]
+    (next(p for p in (cache / "models").glob("*/portable.npz") if p.parent != entry)).unlink()
+    via_keras, via_keras_imported = predict_in_a_new_process(keras_uri, emodb_files[3])
+    assert "tensorflow" in via_keras_imported and via_keras["top1"] == again["top1"]
+    assert abs(via_keras["p1"] - again["p1"]) <= 1e-4  # the Keras model and its numpy form agree
 
     monkeypatch.setenv("SER_BENCH_CACHE", str(cache))
 
@@ -158,7 +168,7 @@ def test_predict_again_reads_the_local_copy_without_importing_mlflow(store, tmp_
         copied, from_copy = probabilities(results[name].model_uri)
         assert from_copy and np.array_equal(copied, expected), name
     entries = sorted((cache / "models").glob("*/manifest.json"))
-    assert len(entries) == 2
+    assert len(entries) == 3  # svm, xgboost and the network above
     svm_expected, _ = probabilities(svm)
     for manifest in entries:
         manifest.write_text("{not json")

@@ -50,6 +50,16 @@ class AttentionBLSTM(KerasSequenceClassifier):
         outputs = layers.Dense(n_classes, activation="softmax", name="output")(combined)
         return keras.Model(inputs, outputs, name="attn_blstm")
 
+    def portable_weights(self, member):
+        forward_kernel, forward_recurrent, forward_bias, backward_kernel, backward_recurrent, backward_bias = \
+            member.get_layer("blstm").get_weights()
+        output_kernel, output_bias = member.get_layer("output").get_weights()
+        return {"forward_kernel": forward_kernel, "forward_recurrent": forward_recurrent, "forward_bias": forward_bias,
+                "backward_kernel": backward_kernel, "backward_recurrent": backward_recurrent,
+                "backward_bias": backward_bias, "attention_dense": member.get_layer("attention_dense").get_weights()[0],
+                "attention_score": member.get_layer("attention_score").get_weights()[0],
+                "output_kernel": output_kernel, "output_bias": output_bias}
+
     @staticmethod
     def search_space(trial):
         return {"units": trial.suggest_categorical("units", [32, 64, 128, 256]), **recipe_search_space(trial)}

@@ -336,6 +336,41 @@ class KerasSequenceClassifier(SERClassifier):
             out[index] = np.asarray(self._infer(tf.constant(x)))[: len(index)]
         return out
 
+    # ------------------------------------------------------------------- numpy-only form (predict)
+    def portable_weights(self, member) -> dict[str, np.ndarray] | None:
+        """One trained network's weights under the names :mod:`benchmark.portable_network` reads;
+        None: this architecture has no numpy form."""
+        return None
+
+    def portable(self) -> dict[str, np.ndarray] | None:
+        """The numpy-only form of the trained network(s), kept only if it reproduces this model's
+        own ``predict_proba`` on probe sequences (:data:`benchmark.portable_network.PARITY_ATOL`)."""
+        import keras
+
+        from .. import portable_network
+
+        if self.name not in portable_network.ARCHITECTURES or getattr(self, "model_", None) is None:
+            return None
+        try:
+            members = [layer for layer in self.model_.layers if isinstance(layer, keras.Model)] or [self.model_]
+            weights = [self.portable_weights(member) for member in members]
+            if any(w is None for w in weights):
+                return None
+            n_features = int(self.model_.inputs[0].shape[-1])
+            arrays = {"kind": np.array(portable_network.KIND), "format_version": np.array(portable_network.FORMAT_VERSION),
+                      "architecture": np.array(self.name), "n_members": np.array(len(members)),
+                      "n_features": np.array(n_features)}
+            for k, member_weights in enumerate(weights):
+                arrays.update({f"member{k}.{name}": np.asarray(value) for name, value in member_weights.items()})
+            probes = probe_sequences(n_features)
+            expected = np.asarray(self.predict_proba(probes), dtype=np.float64)
+            got = portable_network.validated(arrays, "the exported network").predict_proba(probes)
+        except Exception:  # noqa: BLE001 - any layer or shape it does not know: no portable form
+            return None
+        if got.shape != expected.shape or not np.allclose(got, expected, rtol=0, atol=portable_network.PARITY_ATOL):
+            return None
+        return arrays
+
     @classmethod
     def warm_up_logging(cls) -> None:
         pass  # the .keras format needs nothing beyond TensorFlow, already loaded by training
@@ -365,6 +400,17 @@ class KerasSequenceClassifier(SERClassifier):
         state.pop("_infer", None)
         state.pop("training_copies", None)  # training data, not part of the model
         return state
+
+
+def probe_sequences(n_features: int, seed: int = 0) -> list[np.ndarray]:
+    """Inputs to check a numpy form on: standardised-looking frames of several lengths, one with
+    all-zero (hidden) frames inside and at its end, as padding and SpecAugment leave them."""
+    rng = np.random.default_rng(seed)
+    probes = [rng.standard_normal((length, n_features)).astype(np.float32) for length in (1, 3, 17, 64, 160)]
+    holes = rng.standard_normal((40, n_features)).astype(np.float32)
+    holes[10:14] = 0.0
+    holes[-5:] = 0.0
+    return probes + [holes]
 
 
 def validation_uar_callback(owner: KerasSequenceClassifier, sequences: list, target: np.ndarray):

@@ -45,6 +45,19 @@ class LocalAttentionBLSTM(KerasSequenceClassifier):
         outputs = layers.Dense(n_classes, activation="softmax")(x)
         return keras.Model(inputs, outputs, name="local_attn_blstm")
 
+    def portable_weights(self, member):
+        def of_type(name):
+            return [layer for layer in member.layers if type(layer).__name__ == name]
+
+        (first, second, output), (blstm,), (attention,) = (of_type("Dense"), of_type("Bidirectional"),
+                                                            of_type("LocalAttentionPooling"))
+        names = ("forward_kernel", "forward_recurrent", "forward_bias", "backward_kernel", "backward_recurrent",
+                 "backward_bias")
+        return {"dense1_kernel": first.get_weights()[0], "dense1_bias": first.get_weights()[1],
+                "dense2_kernel": second.get_weights()[0], "dense2_bias": second.get_weights()[1],
+                **dict(zip(names, blstm.get_weights())), "attention_u": attention.get_weights()[0],
+                "output_kernel": output.get_weights()[0], "output_bias": output.get_weights()[1]}
+
     @staticmethod
     def search_space(trial):
         return {"dense_units": trial.suggest_categorical("dense_units", [64, 128, 256, 512]),

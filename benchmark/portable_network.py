@@ -1,0 +1,151 @@
+"""Numpy-only forward passes of the seed's two attention BLSTMs, so that ``bench predict`` of a
+network starts without TensorFlow.
+
+Why: importing TensorFlow and Keras was ~8 s of a 16.5-18.4 s one-file ``bench predict`` of an
+attn_blstm model on this machine; issue 9 asks for < 6 s. At inference the networks are a few
+matrix products and one LSTM recursion per direction, written out below from Keras 3's own
+definitions (LSTM gates in the order input, forget, cell, output; sigmoid recurrent activation;
+``Masking`` hides every all-zero frame: the LSTM carries its state over a hidden frame and the
+attention gives it weight exactly zero). Each utterance goes through alone at its own length,
+which is what masking makes a batched prediction equal to. Dropout is the identity at inference.
+An ensemble (``--param ensemble=K``) is the mean of its members' probabilities, as in its joined
+Keras model.
+
+Keras stays the reference: :meth:`benchmark.models.keras_base.KerasSequenceClassifier.portable`
+reads the trained weights and keeps this form only if it reproduces the Keras model's own
+``predict_proba`` on probe sequences to ``PARITY_ATOL`` (Keras computes in float32, this in
+float64). A network it does not know (``crnn``, another layer stack) has no portable form and
+loads through Keras as before.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+KIND = "keras_network"
+FORMAT_VERSION = 1  # bump when the arrays' meaning changes: older files then fall back to the model
+PARITY_ATOL = 1e-4  # on probabilities; float32 (Keras) against float64 (here) over hundreds of steps
+ARCHITECTURES = ("attn_blstm", "local_attn_blstm")
+
+# weights each architecture needs, per member: name -> number of dimensions
+_WEIGHTS = {
+    "attn_blstm": {"forward_kernel": 2, "forward_recurrent": 2, "forward_bias": 1, "backward_kernel": 2,
+                   "backward_recurrent": 2, "backward_bias": 1, "attention_dense": 2, "attention_score": 2,
+                   "output_kernel": 2, "output_bias": 1},
+    "local_attn_blstm": {"dense1_kernel": 2, "dense1_bias": 1, "dense2_kernel": 2, "dense2_bias": 1,
+                         "forward_kernel": 2, "forward_recurrent": 2, "forward_bias": 1, "backward_kernel": 2,
+                         "backward_recurrent": 2, "backward_bias": 1, "attention_u": 1,
+                         "output_kernel": 2, "output_bias": 1},
+}
+
+
+def _sigmoid(x):
+    return 0.5 * (1.0 + np.tanh(0.5 * x))  # = 1 / (1 + exp(-x)), without overflow
+
+
+def _softmax(x):
+    e = np.exp(x - x.max())
+    return e / e.sum()
+
+
+def _masked_softmax(scores, mask):
+    """Keras' ``masked_softmax``: hidden frames get a score of -1e9, then weight exactly zero."""
+    return _softmax(np.where(mask, scores, -1e9)) * mask
+
+
+def _lstm(x, mask, kernel, recurrent, bias, reverse: bool):
+    """One direction of a Keras LSTM over (time, features): outputs (time, units) and the final h."""
+    units = recurrent.shape[0]
+    inputs = x @ kernel + bias
+    h, c = np.zeros(units), np.zeros(units)
+    out = np.zeros((len(x), units))
+    for t in (range(len(x) - 1, -1, -1) if reverse else range(len(x))):
+        if mask[t]:  # a hidden frame leaves the state as it was
+            z = inputs[t] + h @ recurrent
+            c = _sigmoid(z[units:2 * units]) * c + _sigmoid(z[:units]) * np.tanh(z[2 * units:3 * units])
+            h = _sigmoid(z[3 * units:]) * np.tanh(c)
+        out[t] = h
+    return out, h
+
+
+def _blstm(x, mask, w):
+    forward, forward_h = _lstm(x, mask, w["forward_kernel"], w["forward_recurrent"], w["forward_bias"], False)
+    backward, backward_h = _lstm(x, mask, w["backward_kernel"], w["backward_recurrent"], w["backward_bias"], True)
+    return np.concatenate([forward, backward], axis=1), forward_h, backward_h
+
+
+def _attn_blstm(x, mask, w):
+    sequence, forward_h, backward_h = _blstm(x, mask, w)
+    alpha = _masked_softmax((np.tanh(sequence @ w["attention_dense"]) @ w["attention_score"])[:, 0], mask)
+    combined = np.concatenate([alpha @ sequence, forward_h, backward_h])
+    return _softmax(combined @ w["output_kernel"] + w["output_bias"])
+
+
+def _local_attn_blstm(x, mask, w):
+    x = np.maximum(x @ w["dense1_kernel"] + w["dense1_bias"], 0.0)
+    x = np.maximum(x @ w["dense2_kernel"] + w["dense2_bias"], 0.0)
+    sequence, _, _ = _blstm(x, mask, w)
+    alpha = _masked_softmax(sequence @ w["attention_u"], mask)
+    return _softmax((alpha @ sequence) @ w["output_kernel"] + w["output_bias"])
+
+
+_FORWARD = {"attn_blstm": _attn_blstm, "local_attn_blstm": _local_attn_blstm}
+
+
+def member_arrays(arrays: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """The per-member weights stored as ``member<k>.<name>``."""
+    members = []
+    for k in range(int(arrays["n_members"])):
+        prefix = f"member{k}."
+        members.append({name[len(prefix):]: np.asarray(value, np.float64) for name, value in arrays.items()
+                        if name.startswith(prefix)})
+    return members
+
+
+class PortableNetwork:
+    """``predict_proba`` of an exported attn_blstm / local_attn_blstm (or an ensemble of them), numpy only."""
+
+    input_kind = "sequence"  # what benchmark.model_input asks of a model
+    loads_tensorflow = False
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.architecture = str(arrays["architecture"])
+        self.members = member_arrays(arrays)
+        self.n_features = int(arrays["n_features"])
+
+    def predict_proba(self, sequences) -> np.ndarray:
+        from .errors import BenchError
+
+        forward = _FORWARD[self.architecture]
+        rows = []
+        for x in sequences:
+            x = np.atleast_2d(np.asarray(x, np.float64))
+            if x.shape[1] != self.n_features:
+                raise BenchError(f"the model takes {self.n_features} features per frame, got {x.shape[1]}")
+            if not np.isfinite(x).all():
+                raise BenchError("features contain NaN or infinity; check the audio files")
+            mask = np.any(x != 0.0, axis=1)
+            rows.append(np.mean([forward(x, mask, w) for w in self.members], axis=0))
+        return np.array(rows)
+
+
+def validated(arrays: dict[str, np.ndarray], path) -> PortableNetwork:
+    """A :class:`PortableNetwork` after checking the file's version, architecture and shapes."""
+    if int(arrays.get("format_version", 0)) != FORMAT_VERSION:
+        raise ValueError(f"{path}: portable format {arrays.get('format_version')}, this version reads {FORMAT_VERSION}")
+    architecture = str(arrays.get("architecture"))
+    if architecture not in _WEIGHTS:
+        raise ValueError(f"{path}: unknown network architecture {architecture!r}")
+    members = member_arrays(arrays)
+    if not members:
+        raise ValueError(f"{path}: no network in the file")
+    for weights in members:
+        if {name: weights[name].ndim for name in weights} != _WEIGHTS[architecture]:
+            raise ValueError(f"{path}: the weights do not match a {architecture}")
+        first = weights["dense1_kernel" if architecture == "local_attn_blstm" else "forward_kernel"]
+        units = weights["forward_recurrent"].shape[0]
+        if (first.shape[0] != int(arrays["n_features"]) or weights["forward_kernel"].shape[1] != 4 * units
+                or weights["backward_recurrent"].shape != (units, 4 * units)
+                or weights["output_kernel"].shape[1] != members[0]["output_kernel"].shape[1]):
+            raise ValueError(f"{path}: inconsistent array shapes")
+    return PortableNetwork(arrays)
