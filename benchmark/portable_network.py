@@ -6,8 +6,8 @@ attn_blstm model on this machine; issue 9 asks for < 6 s. At inference the netwo
 matrix products and one LSTM recursion per direction, written out below from Keras 3's own
 definitions (LSTM gates in the order input, forget, cell, output; sigmoid recurrent activation;
 ``Masking`` hides every all-zero frame: the LSTM carries its state over a hidden frame and the
-attention gives it weight exactly zero). Each utterance goes through alone at its own length,
-which is what masking makes a batched prediction equal to. Dropout is the identity at inference.
+attention gives it weight exactly zero; so zero padding changes nothing and utterances of similar
+length go through in batches, as in Keras). Dropout is the identity at inference.
 An ensemble (``--param ensemble=K``) is the mean of its members' probabilities, as in its joined
 Keras model.
 
@@ -44,40 +44,46 @@ def _sigmoid(x):
 
 
 def _softmax(x):
-    e = np.exp(x - x.max())
-    return e / e.sum()
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def _masked_softmax(scores, mask):
-    """Keras' ``masked_softmax``: hidden frames get a score of -1e9, then weight exactly zero."""
+    """Keras' ``masked_softmax`` over time: hidden frames get a score of -1e9, then weight exactly zero."""
     return _softmax(np.where(mask, scores, -1e9)) * mask
 
 
 def _lstm(x, mask, kernel, recurrent, bias, reverse: bool):
-    """One direction of a Keras LSTM over (time, features): outputs (time, units) and the final h."""
+    """One direction of a Keras LSTM over (batch, time, features): outputs (batch, time, units) and
+    the final h (batch, units). A hidden frame (padding included) leaves the state as it was."""
     units = recurrent.shape[0]
     inputs = x @ kernel + bias
-    h, c = np.zeros(units), np.zeros(units)
-    out = np.zeros((len(x), units))
-    for t in (range(len(x) - 1, -1, -1) if reverse else range(len(x))):
-        if mask[t]:  # a hidden frame leaves the state as it was
-            z = inputs[t] + h @ recurrent
-            c = _sigmoid(z[units:2 * units]) * c + _sigmoid(z[:units]) * np.tanh(z[2 * units:3 * units])
-            h = _sigmoid(z[3 * units:]) * np.tanh(c)
-        out[t] = h
+    h, c = np.zeros((len(x), units)), np.zeros((len(x), units))
+    out = np.zeros(x.shape[:2] + (units,))
+    for t in (range(x.shape[1] - 1, -1, -1) if reverse else range(x.shape[1])):
+        z = inputs[:, t] + h @ recurrent
+        new_c = _sigmoid(z[:, units:2 * units]) * c + _sigmoid(z[:, :units]) * np.tanh(z[:, 2 * units:3 * units])
+        new_h = _sigmoid(z[:, 3 * units:]) * np.tanh(new_c)
+        keep = mask[:, t, None]
+        h, c = np.where(keep, new_h, h), np.where(keep, new_c, c)
+        out[:, t] = h
     return out, h
 
 
 def _blstm(x, mask, w):
     forward, forward_h = _lstm(x, mask, w["forward_kernel"], w["forward_recurrent"], w["forward_bias"], False)
     backward, backward_h = _lstm(x, mask, w["backward_kernel"], w["backward_recurrent"], w["backward_bias"], True)
-    return np.concatenate([forward, backward], axis=1), forward_h, backward_h
+    return np.concatenate([forward, backward], axis=2), forward_h, backward_h
+
+
+def _pool(alpha, sequence):
+    return np.einsum("bt,btd->bd", alpha, sequence)
 
 
 def _attn_blstm(x, mask, w):
     sequence, forward_h, backward_h = _blstm(x, mask, w)
-    alpha = _masked_softmax((np.tanh(sequence @ w["attention_dense"]) @ w["attention_score"])[:, 0], mask)
-    combined = np.concatenate([alpha @ sequence, forward_h, backward_h])
+    alpha = _masked_softmax((np.tanh(sequence @ w["attention_dense"]) @ w["attention_score"])[:, :, 0], mask)
+    combined = np.concatenate([_pool(alpha, sequence), forward_h, backward_h], axis=1)
     return _softmax(combined @ w["output_kernel"] + w["output_bias"])
 
 
@@ -86,7 +92,7 @@ def _local_attn_blstm(x, mask, w):
     x = np.maximum(x @ w["dense2_kernel"] + w["dense2_bias"], 0.0)
     sequence, _, _ = _blstm(x, mask, w)
     alpha = _masked_softmax(sequence @ w["attention_u"], mask)
-    return _softmax((alpha @ sequence) @ w["output_kernel"] + w["output_bias"])
+    return _softmax(_pool(alpha, sequence) @ w["output_kernel"] + w["output_bias"])
 
 
 _FORWARD = {"attn_blstm": _attn_blstm, "local_attn_blstm": _local_attn_blstm}
@@ -112,21 +118,30 @@ class PortableNetwork:
         self.architecture = str(arrays["architecture"])
         self.members = member_arrays(arrays)
         self.n_features = int(arrays["n_features"])
+        self.n_classes = self.members[0]["output_bias"].shape[0]
 
-    def predict_proba(self, sequences) -> np.ndarray:
+    def predict_proba(self, sequences, batch_size: int = 32) -> np.ndarray:
+        """Utterances of similar length batched together and zero-padded, as Keras' own
+        ``predict_proba`` does; the padding is hidden like any all-zero frame."""
         from .errors import BenchError
 
-        forward = _FORWARD[self.architecture]
-        rows = []
+        sequences = [np.atleast_2d(np.asarray(x, np.float64)) for x in sequences]
         for x in sequences:
-            x = np.atleast_2d(np.asarray(x, np.float64))
             if x.shape[1] != self.n_features:
                 raise BenchError(f"the model takes {self.n_features} features per frame, got {x.shape[1]}")
             if not np.isfinite(x).all():
                 raise BenchError("features contain NaN or infinity; check the audio files")
-            mask = np.any(x != 0.0, axis=1)
-            rows.append(np.mean([forward(x, mask, w) for w in self.members], axis=0))
-        return np.array(rows)
+        forward = _FORWARD[self.architecture]
+        out = np.zeros((len(sequences), self.n_classes))
+        order = np.argsort([len(x) for x in sequences], kind="stable")
+        for start in range(0, len(order), batch_size):
+            index = order[start:start + batch_size]
+            batch = np.zeros((len(index), max(len(sequences[i]) for i in index), self.n_features))
+            for row, i in enumerate(index):
+                batch[row, :len(sequences[i])] = sequences[i]
+            mask = np.any(batch != 0.0, axis=2)
+            out[index] = np.mean([forward(batch, mask, w) for w in self.members], axis=0)
+        return out
 
 
 def validated(arrays: dict[str, np.ndarray], path) -> PortableNetwork:
