@@ -1,4 +1,5 @@
-"""Numpy-only scorers of fitted models, so that ``bench predict`` starts without scikit-learn.
+"""Numpy-only scorers of fitted models, so that ``bench predict`` starts without scikit-learn
+(or XGBoost, which imports scikit-learn itself; the networks are in :mod:`benchmark.portable_network`).
 
 Why: importing scikit-learn (it imports scipy.stats and pandas) took ~2.2 s of a 5.6 s one-file
 ``bench predict`` of an svm model on this machine, and issue 9 asks for < 3 s. A fitted RBF SVM
@@ -146,6 +147,125 @@ class PortableSVM:
         return proba
 
 
+# --- gradient-boosted trees (xgboost) -------------------------------------------------------------
+KIND_XGBOOST_TREES = "xgboost_trees"
+TREES_PARITY_ATOL = 1e-5  # XGBoost sums leaves in float32; this sums them in float64
+
+
+def export_xgboost(booster, probes: np.ndarray | None = None) -> dict[str, np.ndarray] | None:
+    """The trees of a fitted ``XGBClassifier`` (multi:softprob or binary:logistic, numerical splits)
+    as flat arrays, checked against XGBoost's own ``predict_proba``; None for anything else.
+
+    The base margin (XGBoost's intercept, one per class) is read off XGBoost's own margins
+    (``output_margin=True``) minus the leaf sums, rather than parsed from its version-dependent
+    ``base_score`` field; the parity check then covers it too."""
+    import json
+
+    try:
+        learner = json.loads(bytes(booster.get_booster().save_raw("json")))["learner"]
+        objective = learner["objective"]["name"]
+        model = learner["gradient_booster"]["model"]
+        if learner["gradient_booster"].get("name") != "gbtree" or objective not in ("multi:softprob", "binary:logistic"):
+            return None
+        trees = model["trees"]
+        if any(any(t["split_type"]) or t.get("categories") for t in trees):
+            return None  # categorical splits: not written out here
+        n_features = int(learner["learner_model_param"]["num_feature"])
+        sizes = np.array([len(t["left_children"]) for t in trees])
+        offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+
+        def flat(key, dtype):
+            return np.concatenate([np.asarray(t[key], dtype) for t in trees])
+
+        left, right = flat("left_children", np.int64), flat("right_children", np.int64)
+        is_leaf = left == -1
+        tree_of_node = np.repeat(np.arange(len(trees)), sizes)
+        arrays = {
+            "kind": np.array(KIND_XGBOOST_TREES), "format_version": np.array(FORMAT_VERSION),
+            "roots": offsets.astype(np.int64),
+            "left": np.where(is_leaf, -1, left + offsets[tree_of_node]),
+            "right": np.where(is_leaf, -1, right + offsets[tree_of_node]),
+            "feature": flat("split_indices", np.int64), "threshold": flat("split_conditions", np.float32),
+            "default_left": flat("default_left", np.int64).astype(bool),
+            "tree_class": np.asarray(model["tree_info"], np.int64), "n_features": np.array(n_features),
+            "binary": np.array(objective == "binary:logistic"),
+            "base_margin": np.zeros(1 if objective == "binary:logistic" else int(learner["learner_model_param"]["num_class"])),
+        }
+        if probes is None:
+            probes = tree_probes(arrays)
+        import xgboost
+
+        margins = np.asarray(booster.get_booster().predict(xgboost.DMatrix(probes), output_margin=True), np.float64)
+        margins = margins.reshape(len(probes), -1)
+        arrays["base_margin"] = np.median(margins - PortableTrees(arrays).margins(probes), axis=0)
+        expected = np.asarray(booster.predict_proba(probes), np.float64)
+        got = PortableTrees(arrays).predict_proba(probes)
+    except Exception:  # noqa: BLE001 - any structure it does not know: no portable form
+        return None
+    if expected.shape != got.shape or not np.allclose(got, expected, rtol=0, atol=TREES_PARITY_ATOL):
+        return None
+    return arrays
+
+
+def tree_probes(arrays: dict[str, np.ndarray], n: int = 256, seed: int = 0) -> np.ndarray:
+    """Random standardised rows, and rows whose values sit exactly on the trees' thresholds
+    (where ``<`` against ``<=`` would differ), some missing (NaN: the default direction)."""
+    rng = np.random.default_rng(seed)
+    n_features = int(arrays["n_features"])
+    scattered = rng.standard_normal((n, n_features)) * 1.5
+    on_threshold = rng.standard_normal((n, n_features))
+    inner = np.flatnonzero(arrays["left"] >= 0)
+    if len(inner):
+        pick = rng.choice(inner, size=(n, 4))
+        np.put_along_axis(on_threshold, arrays["feature"][pick], arrays["threshold"][pick].astype(np.float64), axis=1)
+    missing = rng.standard_normal((16, n_features))
+    missing[rng.random(missing.shape) < 0.3] = np.nan
+    return np.concatenate([scattered, on_threshold, missing]).astype(np.float32)
+
+
+class PortableTrees:
+    """``predict_proba`` of exported XGBoost trees, numpy only: every row walks every tree at once,
+    one level per step (left when ``x < threshold`` in float32, the default way when ``x`` is NaN)."""
+
+    input_kind = "vector"
+    loads_tensorflow = False
+
+    def __init__(self, arrays: dict[str, np.ndarray]):
+        self.a = arrays
+
+    def margins(self, X: np.ndarray) -> np.ndarray:
+        a = self.a
+        X = np.asarray(X, np.float32)
+        if X.ndim != 2 or X.shape[1] != int(a["n_features"]):
+            raise BenchError(f"the model takes {int(a['n_features'])} features per utterance, got shape {X.shape}")
+        if len(X) > ROWS_PER_CHUNK:
+            return np.concatenate([self.margins(X[i : i + ROWS_PER_CHUNK]) for i in range(0, len(X), ROWS_PER_CHUNK)])
+        nodes = np.broadcast_to(a["roots"], (len(X), len(a["roots"]))).copy()
+        rows = np.arange(len(X))[:, None]
+        while True:
+            left = a["left"][nodes]
+            inner = left >= 0
+            if not inner.any():
+                break
+            values = X[rows, a["feature"][nodes]]
+            go_left = np.where(np.isnan(values), a["default_left"][nodes], values < a["threshold"][nodes])
+            nodes = np.where(inner, np.where(go_left, left, a["right"][nodes]), nodes)
+        leaves = a["threshold"][nodes].astype(np.float64)  # a leaf's value is stored as its "condition"
+        n_outputs = len(a["base_margin"])
+        out = np.zeros((len(X), n_outputs))
+        for k in range(n_outputs):
+            out[:, k] = leaves[:, a["tree_class"] == k].sum(axis=1)
+        return out
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        margins = self.margins(X) + self.a["base_margin"]
+        if bool(self.a["binary"]):
+            p = 1.0 / (1.0 + np.exp(-margins[:, 0]))
+            return np.column_stack([1.0 - p, p])
+        e = np.exp(margins - margins.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
+
+
 def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
     np.savez(path, **arrays)
 
@@ -159,6 +279,8 @@ def load(path: Path):
 
     if str(arrays.get("kind")) == portable_network.KIND:
         return portable_network.validated(arrays, path)
+    if str(arrays.get("kind")) == KIND_XGBOOST_TREES:
+        return _validated_trees(arrays, path)
     if str(arrays.get("kind")) != KIND_RBF_SVC_PLATT:
         raise ValueError(f"{path}: unknown portable model kind {arrays.get('kind')!r}")
     if int(arrays.get("format_version", 0)) != FORMAT_VERSION:
@@ -168,3 +290,19 @@ def load(path: Path):
             or coef.shape != (len(n_support) - 1, sv.shape[0]) or int(n_support.sum()) != sv.shape[0]):
         raise ValueError(f"{path}: inconsistent array shapes")
     return PortableSVM(arrays)
+
+
+def _validated_trees(arrays: dict[str, np.ndarray], path) -> PortableTrees:
+    if int(arrays.get("format_version", 0)) != FORMAT_VERSION:
+        raise ValueError(f"{path}: portable format {arrays.get('format_version')}, this version reads {FORMAT_VERSION}")
+    n_nodes = len(arrays["left"])
+    inner = arrays["left"] >= 0
+    if (any(len(arrays[k]) != n_nodes for k in ("right", "feature", "threshold", "default_left"))
+            or len(arrays["tree_class"]) != len(arrays["roots"])
+            or (arrays["roots"] >= n_nodes).any() or (arrays["left"] >= n_nodes).any() or (arrays["right"] >= n_nodes).any()
+            or (arrays["right"][inner] < 0).any() or (arrays["feature"][inner] >= int(arrays["n_features"])).any()
+            # XGBoost numbers a node's children after it: no walk can loop
+            or (arrays["left"][inner] <= np.flatnonzero(inner)).any() or (arrays["right"][inner] <= np.flatnonzero(inner)).any()
+            or (arrays["feature"][inner] < 0).any() or (arrays["tree_class"] >= len(arrays["base_margin"])).any()):
+        raise ValueError(f"{path}: inconsistent array shapes")
+    return PortableTrees(arrays)

@@ -1,5 +1,6 @@
-"""The numpy-only form of a fitted svm (benchmark.portable): the same probabilities as
-scikit-learn, none for models it cannot reproduce, and nothing loaded that is not data."""
+"""The numpy-only forms of fitted models (benchmark.portable, benchmark.portable_network): the same
+probabilities as scikit-learn, XGBoost and Keras, none for models they cannot reproduce, and
+nothing loaded that is not data."""
 
 from __future__ import annotations
 
@@ -46,7 +47,6 @@ def test_no_portable_form_for_what_it_cannot_reproduce():
             return portable.PortableSVM(broken).predict_proba(Z)
 
     assert portable.export(Pipeline()) is None
-    assert get_model("xgboost", n_estimators=5).fit(X, y).portable() is None  # a model with no portable form
 
 
 def test_portable_file_round_trip_loads_data_only(tmp_path):
@@ -113,6 +113,48 @@ def test_the_numpy_form_of_a_pickled_model_still_needs_trust_model(tmp_path, mon
             assert Predictor(uri, store, trust_model=True).model_class is None  # the numpy form, trusted
         else:
             assert Predictor(uri, store).model_class is None
+
+
+@pytest.mark.parametrize("n_classes", [2, 3, 7])
+@pytest.mark.parametrize("params", [{"n_estimators": 30}, {"n_estimators": 200, "max_depth": 6, "class_weight": None}])
+def test_portable_trees_give_xgboosts_probabilities(n_classes, params, tmp_path):
+    X, y = separable(n_classes, n=150)
+    y[: n_classes * 10] = y[0]  # unequal classes: a base margin per class that is not zero
+    model = get_model("xgboost", **params).fit(X, y)
+    arrays = model.portable()
+    assert arrays is not None
+    portable.save(tmp_path / "trees.npz", arrays)
+    scorer = portable.load(tmp_path / "trees.npz")
+    assert isinstance(scorer, portable.PortableTrees)
+    unseen = np.random.default_rng(1).standard_normal((portable.ROWS_PER_CHUNK + 300, X.shape[1])) * 6 + 5
+    unseen[:5, 3] = np.nan  # missing values take each split's default way, as in XGBoost
+    np.testing.assert_allclose(scorer.predict_proba(unseen), model.predict_proba(unseen), rtol=0,
+                               atol=portable.TREES_PARITY_ATOL)
+    on_threshold = np.tile(X[:1], (len(arrays["feature"]), 1)).astype(np.float32)
+    on_threshold[np.arange(len(on_threshold)), arrays["feature"]] = arrays["threshold"]  # x == threshold: right
+    np.testing.assert_allclose(scorer.predict_proba(on_threshold), model.predict_proba(on_threshold), rtol=0,
+                               atol=portable.TREES_PARITY_ATOL)
+
+
+def test_portable_trees_refuse_a_damaged_file(tmp_path):
+    from benchmark.errors import BenchError
+
+    X, y = separable(3)
+    arrays = get_model("xgboost", n_estimators=10).fit(X, y).portable()
+    np.savez(tmp_path / "cut.npz", **dict(arrays, threshold=arrays["threshold"][:-1]))
+    with pytest.raises(ValueError, match="shapes"):
+        portable.load(tmp_path / "cut.npz")
+    np.savez(tmp_path / "loop.npz", **dict(arrays, feature=arrays["feature"] + 1000))
+    with pytest.raises(ValueError, match="shapes"):
+        portable.load(tmp_path / "loop.npz")
+    inner = np.flatnonzero(arrays["left"] >= 0)
+    looping = arrays["left"].copy()
+    looping[inner[-1]] = inner[-1]  # a node that is its own child: a walk that never ends
+    np.savez(tmp_path / "cycle.npz", **dict(arrays, left=looping))
+    with pytest.raises(ValueError, match="shapes"):
+        portable.load(tmp_path / "cycle.npz")
+    with pytest.raises(BenchError, match="features per utterance"):
+        portable.PortableTrees(arrays).predict_proba(X[:2, :-1])
 
 
 # --- the networks (benchmark.portable_network) ---------------------------------------------------

@@ -119,7 +119,8 @@ def test_predict_keras_model_on_any_length(store, tmp_path, emodb_files):
 def test_predict_again_reads_the_local_copy_without_importing_mlflow(store, tmp_path, emodb_files, monkeypatch):
     """The URI `bench run` prints names one model for ever: the second `bench predict` of it loads the
     local copy (no MLflow import, same probabilities); an svm's copy also gets a numpy-only form, so
-    that call imports neither MLflow nor scikit-learn, and a network's copy one that spares TensorFlow.
+    that call imports neither MLflow nor scikit-learn, and a network's (an xgboost model's) copy one
+    that spares TensorFlow (XGBoost).
     A damaged copy is removed and made again."""
     from benchmark.predict import Predictor
 
@@ -156,6 +157,11 @@ def test_predict_again_reads_the_local_copy_without_importing_mlflow(store, tmp_
     via_keras, via_keras_imported = predict_in_a_new_process(keras_uri, emodb_files[3])
     assert "tensorflow" in via_keras_imported and via_keras["top1"] == again["top1"]
     assert abs(via_keras["p1"] - again["p1"]) <= 1e-4  # the Keras model and its numpy form agree
+    xgb = results["xgboost"].model_uri  # trees: the numpy form spares XGBoost (which imports scikit-learn)
+    by_xgboost, by_xgboost_imported = predict_in_a_new_process(xgb, emodb_files[4])
+    by_numpy, by_numpy_imported = predict_in_a_new_process(xgb, emodb_files[4])
+    assert "xgboost" in by_xgboost_imported and {"xgboost", "sklearn", "mlflow"}.isdisjoint(by_numpy_imported)
+    assert by_numpy["top1"] == by_xgboost["top1"] and abs(by_numpy["p1"] - by_xgboost["p1"]) <= 1e-4
 
     monkeypatch.setenv("SER_BENCH_CACHE", str(cache))
 

@@ -113,6 +113,11 @@ class XGBoostClassifier(SERClassifier):
         proba = self.booster_.predict_proba(np.asarray(X, dtype=np.float32))
         return proba if proba.shape[1] == len(self.classes_) else np.column_stack([1 - proba[:, 0], proba[:, 0]])
 
+    def portable(self):
+        from ..portable import export_xgboost
+
+        return export_xgboost(self.booster_)
+
     @classmethod
     def warm_up_logging(cls) -> None:
         import mlflow.xgboost  # noqa: F401  (UBJSON through the xgboost flavour, no skops)
