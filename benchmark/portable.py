@@ -98,6 +98,7 @@ class PortableSVM:
 
     def __init__(self, arrays: dict[str, np.ndarray]):
         self.a = arrays
+        self.n_features = arrays["mean"].shape[0]
 
     def decision_values(self, X: np.ndarray) -> np.ndarray:
         """scikit-learn's ``SVC.decision_function`` (one-vs-rest shape for 3+ classes)."""
@@ -150,6 +151,7 @@ class PortableSVM:
 # --- gradient-boosted trees (xgboost) -------------------------------------------------------------
 KIND_XGBOOST_TREES = "xgboost_trees"
 TREES_PARITY_ATOL = 1e-5  # XGBoost sums leaves in float32; this sums them in float64
+TREES_FORMAT_VERSION = 1  # this kind's own version: bumping it leaves the other kinds' files alone
 
 
 def export_xgboost(booster, probes: np.ndarray | None = None) -> dict[str, np.ndarray] | None:
@@ -167,6 +169,9 @@ def export_xgboost(booster, probes: np.ndarray | None = None) -> dict[str, np.nd
         model = learner["gradient_booster"]["model"]
         if learner["gradient_booster"].get("name") != "gbtree" or objective not in ("multi:softprob", "binary:logistic"):
             return None
+        missing = getattr(booster, "missing", np.nan)
+        if not (missing is None or np.isnan(missing)):
+            return None  # another value than NaN means "missing": not written out here
         trees = model["trees"]
         if any(any(t["split_type"]) or t.get("categories") for t in trees):
             return None  # categorical splits: not written out here
@@ -181,7 +186,7 @@ def export_xgboost(booster, probes: np.ndarray | None = None) -> dict[str, np.nd
         is_leaf = left == -1
         tree_of_node = np.repeat(np.arange(len(trees)), sizes)
         arrays = {
-            "kind": np.array(KIND_XGBOOST_TREES), "format_version": np.array(FORMAT_VERSION),
+            "kind": np.array(KIND_XGBOOST_TREES), "format_version": np.array(TREES_FORMAT_VERSION),
             "roots": offsets.astype(np.int64),
             "left": np.where(is_leaf, -1, left + offsets[tree_of_node]),
             "right": np.where(is_leaf, -1, right + offsets[tree_of_node]),
@@ -220,7 +225,9 @@ def tree_probes(arrays: dict[str, np.ndarray], n: int = 256, seed: int = 0) -> n
         np.put_along_axis(on_threshold, arrays["feature"][pick], arrays["threshold"][pick].astype(np.float64), axis=1)
     missing = rng.standard_normal((16, n_features))
     missing[rng.random(missing.shape) < 0.3] = np.nan
-    return np.concatenate([scattered, on_threshold, missing]).astype(np.float32)
+    zeros = rng.standard_normal((16, n_features))
+    zeros[rng.random(zeros.shape) < 0.3] = 0.0  # exact zeros: a model that treats 0 as missing differs here
+    return np.concatenate([scattered, on_threshold, missing, zeros]).astype(np.float32)
 
 
 class PortableTrees:
@@ -232,6 +239,7 @@ class PortableTrees:
 
     def __init__(self, arrays: dict[str, np.ndarray]):
         self.a = arrays
+        self.n_features = int(arrays["n_features"])
 
     def margins(self, X: np.ndarray) -> np.ndarray:
         a = self.a
@@ -266,6 +274,16 @@ class PortableTrees:
         return e / e.sum(axis=1, keepdims=True)
 
 
+def check_scores(model, n_classes: int) -> None:
+    """Score one probe input and require one probability per class, each row summing to 1: a
+    damaged file whose arrays load but disagree with each other fails here, before any real input."""
+    probe = (np.full((1, model.n_features), 0.5) if model.input_kind == "vector"
+             else [np.full((3, model.n_features), 0.5)])
+    scores = np.asarray(model.predict_proba(probe))
+    if scores.shape != (1, n_classes) or not np.isfinite(scores).all() or not np.allclose(scores.sum(1), 1.0, atol=1e-6):
+        raise ValueError(f"the portable form scores {scores.shape[1:] or '?'} classes, the model has {n_classes}")
+
+
 def save(path: Path, arrays: dict[str, np.ndarray]) -> None:
     np.savez(path, **arrays)
 
@@ -293,8 +311,13 @@ def load(path: Path):
 
 
 def _validated_trees(arrays: dict[str, np.ndarray], path) -> PortableTrees:
-    if int(arrays.get("format_version", 0)) != FORMAT_VERSION:
-        raise ValueError(f"{path}: portable format {arrays.get('format_version')}, this version reads {FORMAT_VERSION}")
+    if int(arrays.get("format_version", 0)) != TREES_FORMAT_VERSION:
+        raise ValueError(f"{path}: portable format {arrays.get('format_version')}, this version reads {TREES_FORMAT_VERSION}")
+    integers = ("roots", "left", "right", "feature", "tree_class")
+    if any(arrays[k].dtype.kind not in "iu" or arrays[k].ndim != 1 for k in integers) or len(arrays["base_margin"]) < 1:
+        raise ValueError(f"{path}: inconsistent array shapes")
+    if bool(arrays["binary"]) != (len(arrays["base_margin"]) == 1) or (arrays["roots"] < 0).any():
+        raise ValueError(f"{path}: inconsistent array shapes")
     n_nodes = len(arrays["left"])
     inner = arrays["left"] >= 0
     if (any(len(arrays[k]) != n_nodes for k in ("right", "feature", "threshold", "default_left"))

@@ -100,8 +100,11 @@ _FORWARD = {"attn_blstm": _attn_blstm, "local_attn_blstm": _local_attn_blstm}
 
 def member_arrays(arrays: dict[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
     """The per-member weights stored as ``member<k>.<name>``."""
+    n_members = int(arrays["n_members"])
+    if not 0 < n_members <= sum(name.endswith(".output_bias") for name in arrays):
+        raise ValueError(f"{n_members} networks announced, fewer stored")
     members = []
-    for k in range(int(arrays["n_members"])):
+    for k in range(n_members):
         prefix = f"member{k}."
         members.append({name[len(prefix):]: np.asarray(value, np.float64) for name, value in arrays.items()
                         if name.startswith(prefix)})
@@ -157,10 +160,25 @@ def validated(arrays: dict[str, np.ndarray], path) -> PortableNetwork:
     for weights in members:
         if {name: weights[name].ndim for name in weights} != _WEIGHTS[architecture]:
             raise ValueError(f"{path}: the weights do not match a {architecture}")
-        first = weights["dense1_kernel" if architecture == "local_attn_blstm" else "forward_kernel"]
-        units = weights["forward_recurrent"].shape[0]
-        if (first.shape[0] != int(arrays["n_features"]) or weights["forward_kernel"].shape[1] != 4 * units
-                or weights["backward_recurrent"].shape != (units, 4 * units)
-                or weights["output_kernel"].shape[1] != members[0]["output_kernel"].shape[1]):
+        if not _shapes_fit(weights, architecture, int(arrays["n_features"]), members[0]["output_bias"].shape[0]):
             raise ValueError(f"{path}: inconsistent array shapes")
     return PortableNetwork(arrays)
+
+
+def _shapes_fit(w: dict[str, np.ndarray], architecture: str, n_features: int, n_classes: int) -> bool:
+    """Every weight's shape follows from the input width, the layer sizes and the class count."""
+    units = w["forward_recurrent"].shape[0]
+    if architecture == "local_attn_blstm":
+        dense = w["dense1_kernel"].shape[1]
+        lstm_in = dense
+        expected = {"dense1_kernel": (n_features, dense), "dense1_bias": (dense,), "dense2_kernel": (dense, dense),
+                    "dense2_bias": (dense,), "attention_u": (2 * units,), "output_kernel": (2 * units, n_classes)}
+    else:
+        lstm_in = n_features
+        expected = {"attention_dense": (2 * units, w["attention_dense"].shape[1]),
+                    "attention_score": (w["attention_dense"].shape[1], 1), "output_kernel": (4 * units, n_classes)}
+    for direction in ("forward", "backward"):
+        expected.update({f"{direction}_kernel": (lstm_in, 4 * units), f"{direction}_recurrent": (units, 4 * units),
+                         f"{direction}_bias": (4 * units,)})
+    expected["output_bias"] = (n_classes,)
+    return all(w[name].shape == shape for name, shape in expected.items())

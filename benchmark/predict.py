@@ -119,6 +119,7 @@ class Predictor:
             model = portable.load(found.portable)
             features = get_feature_set(config["features"]["name"], **config["features"]["params"])
             self._prepare(meta, found, features, config.get("task", {}).get("norm", "global"))
+            portable.check_scores(model, len(self.labels))  # a file that loads but would not predict
         except BenchError:
             raise
         except Exception:  # noqa: BLE001 - a damaged or foreign file: the copy itself still works

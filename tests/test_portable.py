@@ -153,8 +153,22 @@ def test_portable_trees_refuse_a_damaged_file(tmp_path):
     np.savez(tmp_path / "cycle.npz", **dict(arrays, left=looping))
     with pytest.raises(ValueError, match="shapes"):
         portable.load(tmp_path / "cycle.npz")
+    np.savez(tmp_path / "flipped.npz", **dict(arrays, binary=np.array(True)))
+    with pytest.raises(ValueError, match="shapes"):
+        portable.load(tmp_path / "flipped.npz")  # a binary flag on 3 classes' margins
+    np.savez(tmp_path / "floats.npz", **dict(arrays, feature=arrays["feature"].astype(np.float64)))
+    with pytest.raises(ValueError, match="shapes"):
+        portable.load(tmp_path / "floats.npz")
     with pytest.raises(BenchError, match="features per utterance"):
         portable.PortableTrees(arrays).predict_proba(X[:2, :-1])
+
+
+def test_no_tree_form_when_another_value_means_missing():
+    X, y = separable(3)
+    X[::3, 0] = 0.0
+    model = get_model("xgboost", n_estimators=10).fit(X, y)
+    model.booster_.set_params(missing=0.0)  # zeros would then take the default way in XGBoost only
+    assert model.portable() is None
 
 
 # --- the networks (benchmark.portable_network) ---------------------------------------------------
@@ -206,8 +220,20 @@ def test_portable_network_refuses_what_it_cannot_reproduce_or_read(networks, tmp
     broken = dict(arrays, **{"member0.attention_dense": arrays["member0.attention_dense"] * 1.5})
     model.portable_weights = lambda member: {name.split(".", 1)[1]: value for name, value in broken.items()
                                              if name.startswith("member0.")}
-    assert model.portable() is None  # weights read wrongly: the parity check, not the export, decides
-    del model.portable_weights
+    try:
+        assert model.portable() is None  # weights read wrongly: the parity check, not the export, decides
+    finally:
+        del model.portable_weights  # the fixture's model is shared with other tests
+    np.savez(tmp_path / "many.npz", **dict(arrays, n_members=np.array(10**9)))
+    with pytest.raises(ValueError, match="announced"):
+        portable.load(tmp_path / "many.npz")  # refused at once, not a loop over a billion members
+    np.savez(tmp_path / "bias.npz", **dict(arrays, **{"member0.forward_bias": arrays["member0.forward_bias"][:-1]}))
+    with pytest.raises(ValueError, match="shapes"):
+        portable.load(tmp_path / "bias.npz")
+    scorer = portable.load(_saved(tmp_path, arrays))
+    portable.check_scores(scorer, 3)
+    with pytest.raises(ValueError, match="classes"):
+        portable.check_scores(scorer, 4)  # a form for another label list: bench predict falls back
     np.savez(tmp_path / "cut.npz", **dict(arrays, **{"member0.forward_recurrent": arrays["member0.forward_recurrent"][:-1]}))
     with pytest.raises(ValueError, match="shapes"):
         portable.load(tmp_path / "cut.npz")

@@ -136,6 +136,11 @@ def test_predict_again_reads_the_local_copy_without_importing_mlflow(store, tmp_
         imported = {line.rsplit("|", 1)[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
         return json.loads(done.stdout)["predictions"][0], imported
 
+    def same_prediction(a, b):
+        """Probabilities printed to 4 decimals: equal up to one rounding step (a near-tie may swap)."""
+        tie = abs(a["p1"] - a["p2"]) <= 2e-4
+        return (a["top1"] == b["top1"] or tie) and abs(a["p1"] - b["p1"]) <= 1.5e-4
+
     svm = results["svm"].model_uri
     assert svm.startswith("models:/m-")
     first, first_imported = predict_in_a_new_process(svm, emodb_files[0])
@@ -155,13 +160,12 @@ def test_predict_again_reads_the_local_copy_without_importing_mlflow(store, tmp_
     assert again == predict_in_a_new_process(keras_uri, emodb_files[3])[0]
     (next(p for p in (cache / "models").glob("*/portable.npz") if p.parent != entry)).unlink()
     via_keras, via_keras_imported = predict_in_a_new_process(keras_uri, emodb_files[3])
-    assert "tensorflow" in via_keras_imported and via_keras["top1"] == again["top1"]
-    assert abs(via_keras["p1"] - again["p1"]) <= 1e-4  # the Keras model and its numpy form agree
+    assert "tensorflow" in via_keras_imported and same_prediction(via_keras, again)  # Keras and numpy agree
     xgb = results["xgboost"].model_uri  # trees: the numpy form spares XGBoost (which imports scikit-learn)
     by_xgboost, by_xgboost_imported = predict_in_a_new_process(xgb, emodb_files[4])
     by_numpy, by_numpy_imported = predict_in_a_new_process(xgb, emodb_files[4])
     assert "xgboost" in by_xgboost_imported and {"xgboost", "sklearn", "mlflow"}.isdisjoint(by_numpy_imported)
-    assert by_numpy["top1"] == by_xgboost["top1"] and abs(by_numpy["p1"] - by_xgboost["p1"]) <= 1e-4
+    assert same_prediction(by_numpy, by_xgboost)
 
     monkeypatch.setenv("SER_BENCH_CACHE", str(cache))
 
