@@ -70,6 +70,8 @@ def use_store(uri: str | None = None, experiment: str = "ser-bench", attempts: i
     for attempt in range(attempts):
         try:
             with store.creation_lock(resolved):  # creating/upgrading a sqlite store: one process at a time
+                quiet_mlflow()
+                store.create_sqlite_atomically(resolved)  # a killed creator leaves no half-made store
                 return _use_store(resolved, experiment)
         except store.StoreError:
             raise

@@ -50,6 +50,37 @@ def test_processes_creating_one_new_store_at_once_all_succeed(tmp_path):
         assert names.count("ser-bench") == 1
 
 
+def test_a_process_killed_while_creating_a_store_leaves_none_half_made(tmp_path):
+    """MLflow's migrations take seconds; a kill -9 in the middle of creating ``mlflow.db`` used to
+    leave a half-migrated store every later run refused. The store is built beside its path and
+    renamed: killed mid-way, there is no store yet, and the next run creates a complete one."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    db = tmp_path / "mlflow.db"
+    side = tmp_path / "mlflow.db.creating"
+    creator = subprocess.Popen([sys.executable, "-c", "from benchmark import tracking; "
+                                f"tracking.use_store('sqlite:///{db}', 'ser-bench')"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while not (side.exists() and side.stat().st_size > 0) and time.time() < deadline and creator.poll() is None:
+        time.sleep(0.01)
+    assert creator.poll() is None, "the store was created before it could be killed"
+    os.kill(creator.pid, signal.SIGKILL)
+    creator.wait()
+    assert not db.exists()  # no half-made store in its place
+    from benchmark import tracking
+
+    tracking.use_store(f"sqlite:///{db}", "ser-bench")
+    with sqlite3.connect(db) as connection:
+        tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        names = [row[0] for row in connection.execute("SELECT name FROM experiments")]
+    assert "runs" in tables and not [t for t in tables if t.startswith("_alembic_tmp_")]
+    assert "ser-bench" in names and not side.exists()
+
+
 @pytest.fixture
 def store_with_run(tmp_path):
     from benchmark import tracking

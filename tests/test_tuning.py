@@ -149,7 +149,8 @@ def test_a_killed_study_resumes_with_the_same_command(data_dir, stores, tmp_path
     before = len(optuna.load_study(study_name=study_name, storage=stores["storage"]).trials)
     assert before < 25  # it really was cut short
     time.sleep(3)  # past the grace period: the trial it was running is dead
-    subprocess.run(args, env=env, check=True, capture_output=True, timeout=600)
+    done = subprocess.run(args, env=env, capture_output=True, timeout=600, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
     study = optuna.load_study(study_name=study_name, storage=stores["storage"])
     finished = study.get_trials(states=(complete, optuna.trial.TrialState.PRUNED))
     assert len(finished) == 25
