@@ -300,79 +300,122 @@ def pooled_result(results: list[FoldResult], classes, seed: int):
 
 def run(config: RunConfig, runtime: Runtime = Runtime(), tuned: TunedParams | None = None) -> RunResult:
     """Evaluate ``config`` under its protocol; ``tuned`` supplies per-fold hyper-parameters."""
-    import mlflow
-
-    from . import lifecycle, store, tracking
+    from . import forked, lifecycle, store, tracking
 
     store.check_before_open(tracking.resolve_tracking_uri(runtime.tracking_uri))  # a bad store: one line, first
     prepared = prepare(config, runtime)
-    tracking.use_store(runtime.tracking_uri, runtime.experiment)
-    lifecycle.reap_dead_runs()  # runs of killed processes: FAILED, not RUNNING forever
-    run_name = runtime.run_name or config.label() + ("-tuned" if tuned else "")
-    project_run = tracking.project_run_id()  # set when started by `mlflow run` (MLproject)
-    with lifecycle.sigterm_as_interrupt(), \
-            mlflow.start_run(run_id=project_run, run_name=None if project_run else run_name) as parent, \
-            lifecycle.owned(parent.info.run_id):
+    with lifecycle.sigterm_as_interrupt():
+        # a vector model's computation starts now, in a forked process, while this one imports MLflow
+        # and opens the run (benchmark.forked); folds are logged here as they arrive
+        fork = available_cores() > 1 and tensorflow_free(config.model_class())
+        computed = forked.iterate(lambda: computation(prepared, runtime, tuned), fork=fork)
+        warm_up: list = []  # threads importing what logging needs, started once MLflow is imported
         try:
-            return _logged_run(prepared, runtime, parent.info.run_id, tuned)
-        except BaseException as exc:
-            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            mlflow.set_tag("error", f"{type(exc).__name__}: {message}"[:5000])
-            raise
+            import mlflow
+
+            tracking.use_store(runtime.tracking_uri, runtime.experiment)
+            lifecycle.reap_dead_runs()  # runs of killed processes: FAILED, not RUNNING forever
+            run_name = runtime.run_name or config.label() + ("-tuned" if tuned else "")
+            project_run = tracking.project_run_id()  # set when started by `mlflow run` (MLproject)
+            with mlflow.start_run(run_id=project_run, run_name=None if project_run else run_name) as parent, \
+                    lifecycle.owned(parent.info.run_id):
+                try:
+                    return _logged_run(prepared, runtime, parent.info.run_id, tuned, computed, warm_up)
+                except BaseException as exc:
+                    message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    mlflow.set_tag("error", f"{type(exc).__name__}: {message}"[:5000])
+                    raise
+        finally:
+            computed.close()  # a forked computation still running (an error here, Ctrl-C) is stopped
+            for thread in warm_up:
+                thread.join()  # no import left running in another thread while this process goes on
 
 
-def _logged_run(prepared: Prepared, runtime: Runtime, run_id: str, tuned: TunedParams | None) -> RunResult:
+def computation(prepared: Prepared, runtime: Runtime, tuned: TunedParams | None) -> Iterator[tuple[str, Any]]:
+    """Everything a run computes, in the order it is logged: ``("inputs", Inputs)``, then
+    ``("fold", FoldResult)`` per fold, ``("pooled", (predictions, metrics, confusion-matrix files))``
+    and ``("final", (model, normaliser, config))`` for the deployable model. Touches no MLflow, so
+    it can run in another process (:mod:`benchmark.forked`)."""
+    from .figures import confusion_matrix_files
+
+    config = prepared.config
+    inputs = build_inputs(prepared, runtime)
+    yield "inputs", inputs
+    results = []
+    for result in evaluate_folds(config, inputs, tuned, runtime.jobs):
+        results.append(replace(result, model=None))  # only the final model is logged; not sent twice
+        yield "fold", results[-1]
+    if not results:
+        return
+    predictions, pooled = pooled_result(results, inputs.classes, config.task.seed)
+    figures = confusion_matrix_files(predictions["true"], predictions["predicted"], inputs.classes)
+    yield "pooled", (predictions, pooled, figures)
+    if config.final_model:
+        yield "final", _final_model(config, inputs, result, tuned.final if tuned else None)
+
+
+def _logged_run(prepared: Prepared, runtime: Runtime, run_id: str, tuned: TunedParams | None,
+                computed: Iterator[tuple[str, Any]], warm_up: list) -> RunResult:
     import mlflow
 
-    from . import feature_shift, tracking
+    from . import feature_shift, forked, tracking
 
     config = prepared.config
     tracking.log_run_header(config, prepared.protocol, prepared.data.classes, prepared.feature_set.cache_key(),
                             {name: fingerprint(utts) for name, utts in prepared.by_corpus.items()}, tuned,
                             prepared.data.notes, prepared.feature_set.label())
-    inputs = build_inputs(prepared, runtime)
+    _, inputs = next(computed)
     shift = feature_shift.check_run(config.task.norm, inputs, prepared.feature_set)
     if shift:  # before training: a model fitted on data the test set does not resemble is worth a warning
         log.warning(shift.message())
         tracking.log_feature_shift(shift.message(), shift.table())
     mlflow.log_metrics({"n_skipped_files": len(inputs.skipped), "n_utterances": len(inputs.utterances)})
+    mlflow.set_tag("computed_in", "forked process" if isinstance(computed, forked.FromChild) else "run process")
     if inputs.skipped:
         mlflow.log_text("\n".join(inputs.skipped.values()), "skipped_files.txt")
 
-    results = []
-    # logging's imports (matplotlib, the model's serialiser) in a thread while the folds run: in
-    # worker processes (this process waits) or here (a fit's C code leaves the other core free)
-    warm_up = [tracking.warm_up_in_background(config.model_class(), config.final_model)] \
-        if available_cores() > 1 else []
+    results, final, pooled_parts = [], None, None
+    # logging's imports (the model's serialiser; matplotlib when the figures are drawn here) in a
+    # thread while the folds are computed (in another process, or here largely in C code). Not
+    # before MLflow is imported: two threads importing one package can see it half-initialised.
+    if available_cores() > 1:
+        warm_up.append(tracking.warm_up_in_background(config.model_class(), config.final_model,
+                                                      figures=not isinstance(computed, forked.FromChild)))
 
     # a bar on a terminal, one plain line per finished fold in a log file
     with progress_lines(sum(1 for f in inputs.folds if len(f.test)), f"{config.model.name} folds", unit="folds", enabled=runtime.progress,
                         every_percent=0.1) as advance:
-        for result in evaluate_folds(config, inputs, tuned, runtime.jobs):
-            tracking.log_fold(result, sorted(set(inputs.groups[result.fold.test])),
-                              sorted(set(corpus_of(inputs.groups[result.fold.train]))))
-            results.append(result)
-            advance()
+        for kind, value in computed:
+            if kind == "pooled":
+                pooled_parts = value
+            elif kind == "final":
+                final = value
+            else:
+                tracking.log_fold(value, sorted(set(inputs.groups[value.fold.test])),
+                                  sorted(set(corpus_of(inputs.groups[value.fold.train]))))
+                results.append(value)
+                advance()
 
     for thread in warm_up:
         thread.join()  # no import still running in another thread while logging uses those libraries
-    predictions, pooled = pooled_result(results, inputs.classes, config.task.seed)
+    if pooled_parts is None:
+        raise BenchError("no fold has a readable test utterance (see the warnings above); nothing to score")
+    predictions, pooled, figures = pooled_parts
     tracking.log_pooled(pooled, predictions, [{"fold": r.fold.name, "n_train": len(r.fold.train),
                                                "n_test": len(r.fold.test), **r.metrics} for r in results],
-                        inputs.classes)
+                        inputs.classes, figures)
     model_uri = None
-    if config.final_model:
-        model_uri = _log_final_model(config, runtime, inputs, results[-1], tuned.final if tuned else None)
+    if final is not None:
+        model, normaliser, final_config = final
+        model_uri = tracking.log_final_model(model, normaliser, final_config, inputs.X, runtime.register)
     fold_rows = [{"fold": r.fold.name, "n_train": len(r.fold.train), "n_test": len(r.fold.test), **r.metrics}
                  for r in results]
     return RunResult(run_id, inputs.classes, fold_rows, pooled, len(inputs.utterances), inputs.skipped, model_uri)
 
 
-def _log_final_model(config: RunConfig, runtime: Runtime, inputs: Inputs, last: FoldResult,
-                     final_params: dict | None) -> str:
-    """The deployable model: the single fold's model, or a refit on all the data after CV."""
-    from . import tracking
-
+def _final_model(config: RunConfig, inputs: Inputs, last: FoldResult, final_params: dict | None):
+    """The deployable model: the single fold's model, or a refit on all the data after CV; with the
+    config it really is (tuned parameters written in)."""
     if len(inputs.folds) == 1:  # cross-corpus or a single random split: that fold's model is the model
         model, normaliser = last.model, last.normaliser
         final_params = last.params
@@ -382,4 +425,4 @@ def _log_final_model(config: RunConfig, runtime: Runtime, inputs: Inputs, last: 
                                                everything[:0], params=final_params)
     if final_params:  # what the logged model really is, in the config's one form
         config = replace(config, model=replace(config.model, params={**config.model.params, **final_params}))
-    return tracking.log_final_model(model, normaliser, config, inputs.X, runtime.register)
+    return model, normaliser, config

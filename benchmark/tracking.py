@@ -127,7 +127,7 @@ def git_commit() -> str:
         return "unknown"
 
 
-def warm_up_in_background(model_class, final_model: bool):
+def warm_up_in_background(model_class, final_model: bool, figures: bool = True):
     """Import what logging will need (matplotlib for the confusion matrices, the model's
     serialiser) in a daemon thread, while the folds run (in worker processes, where this process
     waits, or here, where a fit's C code leaves the other cores free): ~2-3 s of a warm svm run
@@ -137,10 +137,11 @@ def warm_up_in_background(model_class, final_model: bool):
 
     def work() -> None:
         try:
-            import matplotlib
+            if figures:
+                import matplotlib
 
-            matplotlib.use("Agg")
-            import matplotlib.pyplot  # noqa: F401
+                matplotlib.use("Agg")
+                import matplotlib.pyplot  # noqa: F401
 
             if final_model:
                 model_class.warm_up_logging()
@@ -160,27 +161,21 @@ def warm_up_in_background(model_class, final_model: bool):
 
 def log_confusion_matrices(y_true, y_pred, labels, prefix: str = "") -> None:
     """Counts and row-normalised matrices as PNG (sklearn's ConfusionMatrixDisplay) and CSV."""
-    import matplotlib
+    from .figures import confusion_matrix_files
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    log_files(confusion_matrix_files(y_true, y_pred, labels, prefix))
+
+
+def log_files(files: dict[str, bytes]) -> None:
+    """Artifacts given as bytes (e.g. :mod:`benchmark.figures`), written as they are."""
+    import tempfile
+
     import mlflow
-    import pandas as pd
-    from sklearn.metrics import ConfusionMatrixDisplay, confusion_matrix
 
-    labels = list(labels)
-    for normalize, suffix in ((None, "counts"), ("true", "normalised")):
-        matrix = confusion_matrix(y_true, y_pred, labels=labels, normalize=normalize)
-        figure, axes = plt.subplots(figsize=(1.1 * len(labels) + 3, 1.1 * len(labels) + 2.5))
-        ConfusionMatrixDisplay(matrix, display_labels=labels).plot(
-            ax=axes, cmap="Blues", values_format="d" if normalize is None else ".2f", colorbar=False,
-            xticks_rotation=45)
-        axes.set_title(f"{prefix}confusion ({suffix})".strip())
-        figure.tight_layout()
-        mlflow.log_figure(figure, f"{prefix}confusion_{suffix}.png")
-        plt.close(figure)
-        frame = pd.DataFrame(matrix, index=pd.Index(labels, name="true"), columns=pd.Index(labels, name="predicted"))
-        mlflow.log_text(frame.to_csv(), f"{prefix}confusion_{suffix}.csv")
+    with tempfile.TemporaryDirectory(prefix="ser-bench-artifacts-") as folder:
+        for name, content in files.items():
+            (Path(folder) / name).write_bytes(content)
+        mlflow.log_artifacts(folder)
 
 
 def log_table(frame, artifact_file: str) -> None:
@@ -301,7 +296,8 @@ def log_fold(result, test_speakers: list[str], train_corpora: list[str] = ()) ->
     client.set_terminated(run.info.run_id, "FINISHED")
 
 
-def log_pooled(pooled: dict, predictions, fold_rows: list[dict], classes) -> None:
+def log_pooled(pooled: dict, predictions, fold_rows: list[dict], classes, figures: dict[str, bytes] | None = None) -> None:
+    """The pooled metrics and tables; ``figures``: the confusion matrices already drawn (else drawn here)."""
     import mlflow
     import pandas as pd
     from sklearn.metrics import classification_report
@@ -309,7 +305,10 @@ def log_pooled(pooled: dict, predictions, fold_rows: list[dict], classes) -> Non
     mlflow.log_metrics(pooled)
     log_table(predictions, "predictions.csv")
     log_table(pd.DataFrame(fold_rows), "folds.csv")
-    log_confusion_matrices(predictions["true"], predictions["predicted"], classes)
+    if figures is None:
+        log_confusion_matrices(predictions["true"], predictions["predicted"], classes)
+    else:
+        log_files(figures)
     mlflow.log_text(classification_report(predictions["true"], predictions["predicted"], labels=list(classes),
                                           zero_division=0, digits=4), "classification_report.txt")
 

@@ -209,6 +209,7 @@ def test_automatic_jobs_send_folds_to_workers_only_when_a_fold_costs_more_than_a
 
     monkeypatch.setattr(runner, "WORKER_START_S", worker_start_s)
     monkeypatch.setattr(runner, "available_cores", lambda: 2)
+    monkeypatch.setenv("SER_BENCH_FORK", "0")  # the folds' workers as this process decides them (recorded here)
     used = []
     real_parallel = joblib.Parallel
 
