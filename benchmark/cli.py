@@ -267,6 +267,8 @@ def parse_assignments(items: list[str], option: str) -> dict:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError:
             out[key.strip()] = value
+        if isinstance(out[key.strip()], str) and out[key.strip()].strip().lower() == "none":
+            out[key.strip()] = None  # Python's spelling (the README's duration_s=None), not only YAML's null
     return out
 
 

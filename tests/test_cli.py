@@ -44,3 +44,11 @@ def test_bad_values_are_one_line_errors(tmp_path):
     assert result.exit_code == 2 and "bench data download emodb" in result.output
     result = runner.invoke(app, ["features", "list"])
     assert result.exit_code == 0 and "handcrafted36" in result.output
+
+
+def test_none_is_none_in_name_value_options():
+    """`--feature-param duration_s=None` (the README's spelling) means None, as YAML's `null` does."""
+    from benchmark.cli import parse_assignments
+
+    assert parse_assignments(["duration_s=None", "a=none", "b=null", "c=5", "d=nonempty"], "--feature-param") == \
+        {"duration_s": None, "a": None, "b": None, "c": 5, "d": "nonempty"}
