@@ -375,12 +375,12 @@ def _logged_run(prepared: Prepared, runtime: Runtime, run_id: str, tuned: TunedP
         mlflow.log_text("\n".join(inputs.skipped.values()), "skipped_files.txt")
 
     results, final, pooled_parts = [], None, None
-    # logging's imports (the model's serialiser; matplotlib when the figures are drawn here) in a
-    # thread while the folds are computed (in another process, or here largely in C code). Not
-    # before MLflow is imported: two threads importing one package can see it half-initialised.
+    # logging's imports (the model's serialiser, MLflow's package map) in a thread while the folds
+    # are computed (in another process, or here largely in C code). Not before MLflow is imported,
+    # and nothing the computation imports (matplotlib): two threads importing one package can see
+    # it half-initialised.
     if available_cores() > 1:
-        warm_up.append(tracking.warm_up_in_background(config.model_class(), config.final_model,
-                                                      figures=not isinstance(computed, forked.FromChild)))
+        warm_up.append(tracking.warm_up_in_background(config.model_class(), config.final_model))
 
     # a bar on a terminal, one plain line per finished fold in a log file
     with progress_lines(sum(1 for f in inputs.folds if len(f.test)), f"{config.model.name} folds", unit="folds", enabled=runtime.progress,

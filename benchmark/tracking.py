@@ -127,22 +127,16 @@ def git_commit() -> str:
         return "unknown"
 
 
-def warm_up_in_background(model_class, final_model: bool, figures: bool = True):
-    """Import what logging will need (matplotlib for the confusion matrices, the model's
-    serialiser) in a daemon thread, while the folds run (in worker processes, where this process
-    waits, or here, where a fit's C code leaves the other cores free): ~2-3 s of a warm svm run
-    otherwise spent after the folds. Any failure
-    here is ignored; the same imports then simply happen when logging."""
+def warm_up_in_background(model_class, final_model: bool):
+    """Import what logging the final model will need (its serialiser, MLflow's map of installed
+    packages) in a daemon thread while the folds are computed (in a forked process or workers,
+    where this process waits, or here, where a fit's C code leaves the other core free): ~2 s of a
+    warm svm run otherwise spent after the folds. Any failure here is ignored; the same imports
+    then simply happen when logging. (The confusion matrices are drawn by the computation.)"""
     import threading
 
     def work() -> None:
         try:
-            if figures:
-                import matplotlib
-
-                matplotlib.use("Agg")
-                import matplotlib.pyplot  # noqa: F401
-
             if final_model:
                 model_class.warm_up_logging()
                 # MLflow's log_model checks the model's pip requirements against the installed
