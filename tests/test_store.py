@@ -11,7 +11,7 @@ import pytest
 
 from reliability_helpers import bench, fill, one_line_error, read_only_view, tiny_fs, tone_corpus
 
-PROCESSES, REPETITIONS = 4, 8  # 32 racing creations; each builds the store beside its path, so a race is rarer than before
+PROCESSES, REPETITIONS = 4, 8  # 32 racing creations (20 repetitions took 85 s of CI)
 
 
 def _open_stores(root: str, barrier, results) -> None:
