@@ -47,6 +47,9 @@ def sigterm_as_interrupt():
 
     def handler(signum, frame):
         signal.signal(signal.SIGTERM, signal.SIG_DFL)  # clean-up gets one chance; a second TERM is final
+        if _HELD["depth"]:
+            _HELD["pending"] = True  # raised by SigtermHeld.release(), where it can be recorded
+            return
         raise Terminated("SIGTERM received")
 
     previous = signal.signal(signal.SIGTERM, handler)
@@ -54,6 +57,38 @@ def sigterm_as_interrupt():
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+_HELD = {"depth": 0, "pending": False}
+
+
+class SigtermHeld:
+    """Holds a SIGTERM back while a run is being created, until :meth:`release` raises it.
+
+    Why: between MLflow creating a run (visible as RUNNING) and the ``try`` that records an error
+    tag there is a window; a SIGTERM in it ended the run FAILED without saying why. Inside this
+    block the signal is only noted; ``release()``, called where the error is recorded, raises it.
+    """
+
+    def __enter__(self):
+        _HELD["depth"] += 1
+        self._held = True
+        return self
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            _HELD["depth"] -= 1
+            if not _HELD["depth"] and _HELD["pending"]:
+                _HELD["pending"] = False
+                raise Terminated("SIGTERM received")
+
+    def __exit__(self, *exc) -> None:
+        if exc[0] is None:
+            self.release()
+        elif self._held:  # already unwinding: the pending SIGTERM adds nothing
+            self._held = False
+            _HELD["depth"] -= 1
 
 
 def _pid_start(pid: int) -> float | None:

@@ -317,10 +317,13 @@ def run(config: RunConfig, runtime: Runtime = Runtime(), tuned: TunedParams | No
             lifecycle.reap_dead_runs()  # runs of killed processes: FAILED, not RUNNING forever
             run_name = runtime.run_name or config.label() + ("-tuned" if tuned else "")
             project_run = tracking.project_run_id()  # set when started by `mlflow run` (MLproject)
-            with mlflow.start_run(run_id=project_run, run_name=None if project_run else run_name) as parent, \
-                    lifecycle.owned(parent.info.run_id):
+            # a SIGTERM while the run is created waits for the try below, which records it
+            with lifecycle.SigtermHeld() as held, \
+                    mlflow.start_run(run_id=project_run, run_name=None if project_run else run_name) as parent:
                 try:
-                    return _logged_run(prepared, runtime, parent.info.run_id, tuned, computed, warm_up)
+                    with lifecycle.owned(parent.info.run_id):
+                        held.release()
+                        return _logged_run(prepared, runtime, parent.info.run_id, tuned, computed, warm_up)
                 except BaseException as exc:
                     message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
                     mlflow.set_tag("error", f"{type(exc).__name__}: {message}"[:5000])

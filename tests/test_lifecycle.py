@@ -63,6 +63,25 @@ def test_sigterm_ends_the_run_failed_and_stops_the_workers(tmp_path):
     assert run.info.status == "FAILED" and "SIGTERM" in run.data.tags["error"]
 
 
+def test_a_sigterm_while_a_run_is_created_is_raised_where_it_can_be_recorded():
+    """The window between MLflow creating a run and the try that tags its error: a SIGTERM there
+    is held, then raised by release() (the end-to-end test above hit that window once)."""
+    reached = []
+    with pytest.raises(lifecycle.Terminated):
+        with lifecycle.sigterm_as_interrupt():
+            with lifecycle.SigtermHeld() as held:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.05)  # Python runs the handler between bytecodes: here, while held
+                reached.append("after the signal")
+                try:
+                    held.release()
+                except lifecycle.Terminated:
+                    reached.append("recorded")
+                    raise
+    assert reached == ["after the signal", "recorded"]
+    assert signal.getsignal(signal.SIGTERM) is not None and lifecycle._HELD == {"depth": 0, "pending": False}
+
+
 def test_kill_9_leaves_no_workers_and_the_next_report_marks_the_run_failed(tmp_path):
     process, uri, children = start_slow_run(tmp_path)
     process.kill()
