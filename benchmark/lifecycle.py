@@ -86,9 +86,11 @@ class SigtermHeld:
     def __exit__(self, *exc) -> None:
         if exc[0] is None:
             self.release()
-        elif self._held:  # already unwinding: the pending SIGTERM adds nothing
+        elif self._held:  # already unwinding: the pending SIGTERM adds nothing, and is dropped
             self._held = False
             _HELD["depth"] -= 1
+            if not _HELD["depth"]:
+                _HELD["pending"] = False
 
 
 def _pid_start(pid: int) -> float | None:
