@@ -74,10 +74,42 @@ def _burn() -> None:  # pragma: no cover - runs in a child process until termina
         pass
 
 
+PATH_OPTIONS = ("--data-dir", "--cache-dir", "--experiment")  # `bench run` options naming paths
+
+
+def absolute_paths(arguments: list[str], cwd: Path | None = None) -> list[str]:
+    """``arguments`` with each relative path made absolute (the values of :data:`PATH_OPTIONS`,
+    as ``--data-dir ../shared/data`` or ``--data-dir=...``, and every ``folder:PATH`` corpus),
+    because each version runs in its own working folder, where a relative path would name nothing.
+    Other values (``--corpus emodb`` beside a folder called emodb) stay as typed."""
+    cwd = cwd or Path.cwd()
+
+    def absolute(path: str) -> str:
+        return path if os.path.isabs(path) else str((cwd / path).resolve())
+
+    def corpora(value: str) -> str:  # `--corpora emodb,folder:x.csv` too
+        return ",".join("folder:" + absolute(part[len("folder:"):]) if part.startswith("folder:") else part
+                        for part in value.split(","))
+
+    out, after_path_option = [], False
+    for argument in arguments:
+        option, equals, value = argument.partition("=")
+        if after_path_option:
+            out.append(absolute(argument))
+        elif argument.startswith("--") and equals and option in PATH_OPTIONS:
+            out.append(f"{option}={absolute(value)}")
+        else:
+            out.append(corpora(argument) if "folder:" in argument else argument)
+        after_path_option = argument in PATH_OPTIONS
+    return out
+
+
 def timed_run(source: Path, arguments: list[str], workdir: Path) -> float:
     """Wall seconds of ``bench run ARGUMENTS`` with ``source`` first on the path, in ``workdir``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
     env["PYTHONPATH"] = os.pathsep.join([str(source), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    if env.get("SER_BENCH_DATA"):  # the runs' working folder is not the caller's
+        env["SER_BENCH_DATA"] = str(Path(env["SER_BENCH_DATA"]).resolve())
     command = [sys.executable, "-m", "benchmark.cli", "run", *arguments,
                "--cache-dir", str(workdir / "cache"), "--tracking-uri", f"sqlite:///{workdir / 'mlflow.db'}"]
     start = time.perf_counter()
@@ -93,6 +125,7 @@ def measure(baseline: str, arguments: list[str], rounds: int = 2, load: int = 0,
             log: Callable[[str], None] = print) -> SpeedupResult:
     """Cold and warm ``bench run ARGUMENTS`` for the baseline revision and this checkout, alternated."""
     current = Path(__file__).resolve().parents[1]
+    arguments = absolute_paths(arguments)
     result = SpeedupResult()
     burners = [multiprocessing.get_context("spawn").Process(target=_burn, daemon=True) for _ in range(load)]
     with tempfile.TemporaryDirectory(prefix="ser-bench-speedup-") as tmp:

@@ -219,10 +219,12 @@ def test_handcrafted36_compiled_pass_equals_the_numpy_code(window, step):
 def test_bench_speedup_times_both_versions_cold_and_warm(tmp_path):
     """`bench speedup` as the README shows it, on a corpus of your own, against this checkout's
     own HEAD (a clean clone always has it): both versions run cold and warm (with --load's busy
-    process beside them) and the table prints a ratio per phase."""
+    process beside them) and the table prints a ratio per phase. The corpus is named by a path
+    relative to the caller's folder, as `--data-dir ../shared/data` is in the README: each version
+    runs in a folder of its own, where it must still be found."""
     manifest = small_manifest(tmp_path, speakers=2)
     done = subprocess.run(["bench", "speedup", "--baseline", "HEAD", "--rounds", "1", "--load", "1",
-                           "--model", "svm", "--features", "handcrafted36", "--corpus", f"folder:{manifest}",
+                           "--model", "svm", "--features", "handcrafted36", "--corpus", f"folder:{manifest.name}",
                            "--classes", "all", "--no-final-model"],
                           capture_output=True, text=True, timeout=900, cwd=tmp_path, env={**os.environ, "COLUMNS": "250"})
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
@@ -235,3 +237,18 @@ def test_bench_speedup_times_both_versions_cold_and_warm(tmp_path):
                            capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert wrong.returncode != 0 and "Traceback" not in wrong.stderr
     assert "--baseline no-such-revision" in wrong.stderr
+
+
+def test_speedup_makes_relative_paths_absolute(tmp_path):
+    """The versions run in folders of their own: a relative --data-dir, folder: manifest or
+    --opt=value must name the caller's path there; other values stay as typed, even where a
+    folder of that name exists (``--corpus emodb`` run from inside the data folder)."""
+    from benchmark.speedup import absolute_paths
+
+    (tmp_path / "emodb").mkdir()
+    out = absolute_paths(["--data-dir", ".", "--corpus", "folder:my.csv", "--cache-dir=c", "--model", "svm",
+                          "--corpus", "emodb", "--data-dir", "/abs/path", "--corpora", "urdu,folder:../x.csv"],
+                         cwd=tmp_path)
+    assert out == ["--data-dir", str(tmp_path), "--corpus", f"folder:{tmp_path / 'my.csv'}",
+                   f"--cache-dir={tmp_path / 'c'}", "--model", "svm", "--corpus", "emodb", "--data-dir", "/abs/path",
+                   "--corpora", f"urdu,folder:{tmp_path.parent / 'x.csv'}"]
