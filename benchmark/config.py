@@ -139,9 +139,12 @@ class RunConfig:
         return f"{self.model.name}-{self.features.name}-{self.protocol.name}"
 
 
-def _param_text(value: Any) -> str:
+def param_text(value: Any) -> str:
     """A tuple of names (``--train-corpus emodb,urdu``) is logged as it is typed."""
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+
+
+_param_text = param_text
 
 
 # -- validation -----------------------------------------------------------------------------------

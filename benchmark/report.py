@@ -60,6 +60,23 @@ def finished_runs(client, experiments: list[str] | None, uri: str, known=None):
     return client.search_runs([e.experiment_id for e in known], "attributes.status = 'FINISHED'", max_results=50_000)
 
 
+def feature_changes(params: dict[str, str]) -> str:
+    """The feature options of a run (its logged ``features.*`` params) that differ from the set's
+    defaults, as "duration_s=None": runs on the same set with other options are other inputs."""
+    from dataclasses import asdict
+
+    from .config import param_text
+    from .features import FEATURE_SETS
+
+    cls = FEATURE_SETS.get(params.get("features.name", ""))
+    if cls is None:
+        return ""
+    defaults = asdict(cls.config_class())
+    return ", ".join(f"{key}={params[f'features.{key}']}" for key, value in defaults.items()
+                     if key not in cls.label_ignores and f"features.{key}" in params
+                     and params[f"features.{key}"] != param_text(value)[:6000])
+
+
 def collect(tracking_uri: str | None, experiments: list[str] | None = None, corpus: str | None = None,
             protocol: str | None = None) -> Report:
     import mlflow
@@ -93,7 +110,10 @@ def collect(tracking_uri: str | None, experiments: list[str] | None = None, corp
             continue
         tuned = ", tuned" if tags.get("tuned_by_study") else ""
         changes = f", {tags['model_changes']}" if tags.get("model_changes") else ""  # another recipe: another row
-        row = f"{tags.get('model')} + {tags.get('features')} (norm: {tags.get('norm', '?')}{changes}{tuned})"
+        features = tags.get("features", "?")
+        options = feature_changes(r.data.params)  # another input (e.g. duration_s=None): another row too
+        features += f"[{options}]" if options else ""
+        row = f"{tags.get('model')} + {features} (norm: {tags.get('norm', '?')}{changes}{tuned})"
         rows.append({"row": row, "column": tags["report_column"],
                      "uar": metrics["uar"], "uar_ci_low": metrics.get("uar_ci_low"),
                      "uar_ci_high": metrics.get("uar_ci_high"), "wa": metrics.get("wa"),

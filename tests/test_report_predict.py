@@ -37,6 +37,8 @@ def store(tmp_path_factory, data_dir):
         "svm": run(RunConfig(model="svm", **slice_), rt),
         "svm_c1": run(RunConfig(model="svm", model_params={"C": 1.0}, **slice_), rt),  # another recipe
         "xgboost": run(RunConfig(model="xgboost", model_params={"n_estimators": 30}, **slice_), rt),
+        # the same set with another option is another input: a row of its own
+        "svm_step": run(RunConfig(model="svm", feature_params={"step_s": 0.05}, **slice_), rt),
         "cross": run(RunConfig(model="svm", protocol="cross_corpus", test_corpus="urdu", **slice_), rt),
         "keras": run(RunConfig(model="attn_blstm", epochs=1, model_params={"units": 8}, split="random",
                                max_speakers=3, max_per_speaker_class=2), rt),
@@ -60,12 +62,13 @@ def test_report_is_deterministic_and_marks_the_best(store, tmp_path):
     assert "within_corpus emodb 7 classes" in markdown and "cross_corpus emodb->urdu" in markdown
     assert "reference: ERTK eGeMAPS+SVM" in markdown  # seed.md numbers beside the matching column
     assert markdown.count("**UAR") >= 3  # a best cell per column
-    best = max((results[name] for name in ("svm", "svm_c1", "xgboost")), key=lambda r: r.pooled["uar"])
+    best = max((results[name] for name in ("svm", "svm_c1", "xgboost", "svm_step")), key=lambda r: r.pooled["uar"])
     assert f"**UAR {best.pooled['uar']:.3f}" in markdown
     # a recipe other than the defaults is a row of its own, named by what it changes
     assert "| svm + handcrafted36 (norm: global) |" in markdown
     assert "| svm + handcrafted36 (norm: global, C=1.0) |" in markdown
     assert "| xgboost + handcrafted36 (norm: global, n_estimators=30) |" in markdown
+    assert "| svm + handcrafted36[step_s=0.05] (norm: global) |" in markdown
     assert b"data:image/png;base64," in first[".html"]
     import pandas as pd
 

@@ -54,6 +54,8 @@ class FeatureSet(ABC):
     max_workers: ClassVar[int | None] = None
     # Files handed to one call of ``extract_batch`` (if the set has one); 1 = ``extract`` per file.
     files_per_task: int = 1
+    # Options a report row leaves out: how to compute (device, batch size), or what label() shows.
+    label_ignores: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, config: FeatureConfig | None = None, **overrides: Any):
         from ..config import validate_dataclass  # every option type- and range-checked, once

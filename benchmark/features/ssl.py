@@ -81,6 +81,7 @@ class HFEmbeddings(FeatureSet):
     description = "hidden states of any Hugging Face speech encoder: --features hf:<hub id or folder>"
     level = "frame"
     config_class = SSLConfig
+    label_ignores = ("model", "layers", "revision", "device", "batch_size")  # label() names model and layers
     libraries = ("numpy", "torch", "transformers")
     needs_own_process = True  # torch's threads and memory stay out of the process that trains the models
     max_workers: ClassVar[int] = 1  # one model per machine; torch uses every core inside it
