@@ -132,7 +132,7 @@ class RunConfig:
         for section, values in (("model", self.model.params), ("features", self.features.params),
                                 ("protocol", self.protocol.params), ("task", asdict(self.task)),
                                 ("slice", asdict(self.slice))):
-            flat.update({f"{section}.{key}": _param_text(value)[:6000] for key, value in values.items()})
+            flat.update({f"{section}.{key}": param_text(value)[:6000] for key, value in values.items()})
         return flat
 
     def label(self) -> str:
@@ -143,8 +143,6 @@ def param_text(value: Any) -> str:
     """A tuple of names (``--train-corpus emodb,urdu``) is logged as it is typed."""
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
-
-_param_text = param_text
 
 
 # -- validation -----------------------------------------------------------------------------------
