@@ -144,7 +144,6 @@ def param_text(value: Any) -> str:
     return ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
 
 
-
 # -- validation -----------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=None)
 def _type_adapter(annotation):
