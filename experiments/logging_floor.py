@@ -14,6 +14,7 @@ and their sum: a floor under the warm run that no reordering inside one process 
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -42,8 +43,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
     rounds = parser.parse_args().rounds
-    import json
-
     seen: dict[str, list[float]] = {}
     for number in range(1, rounds + 1):
         done = subprocess.run([sys.executable, "-c", STEPS], capture_output=True, text=True, check=True)
