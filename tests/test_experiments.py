@@ -67,3 +67,22 @@ def test_grid_runs_every_cell_and_survives_a_failing_one(tmp_path, data_dir):
     runs = mlflow.search_runs(experiment_names=["tiny"], filter_string="tags.ser_bench_kind = 'run'",
                               output_format="list")
     assert sorted(r.data.params["model.name"] for r in runs) == ["svm", "xgboost"]
+
+
+def test_logging_floor_command_as_the_readme_types_it():
+    """`python experiments/logging_floor.py --rounds 3` (README, issue 9): every import step timed
+    in each round, and their sum printed."""
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, "experiments/logging_floor.py", "--rounds", "3"], cwd=repo,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert [line for line in lines if line.startswith("round ")] == [f"round {n}/3 done" for n in (1, 2, 3)]
+    steps = [line for line in lines if "(rounds: " in line]
+    assert len(steps) == 5 and all(line.split("(rounds: ")[1].count(",") == 2 for line in steps)
+    medians = [float(line.split("(rounds: ")[0].split()[-2]) for line in steps]
+    total = float(lines[-1].split()[-2])
+    assert lines[-1].startswith("sum of the medians") and abs(total - sum(medians)) < 0.05
