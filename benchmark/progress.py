@@ -24,7 +24,8 @@ from contextlib import contextmanager
 from typing import TextIO
 
 
-def _duration(seconds: float) -> str:
+def duration_text(seconds: float) -> str:
+    """``42 s``, ``3 min 05 s``, ``1 h 02 min``: what a progress line says."""
     seconds = int(round(seconds))
     if seconds < 60:
         return f"{seconds} s"
@@ -49,9 +50,9 @@ class LineProgress:
     def line(self) -> None:
         elapsed = time.monotonic() - self.start
         text = f"{self.description}: {self.done}/{self.total} {self.unit} ({100 * self.done // max(1, self.total)}%), " \
-               f"{_duration(elapsed)} elapsed"
+               f"{duration_text(elapsed)} elapsed"
         if 0 < self.done < self.total:
-            text += f", about {_duration(elapsed / self.done * (self.total - self.done))} left"
+            text += f", about {duration_text(elapsed / self.done * (self.total - self.done))} left"
         print(text, file=self.stream, flush=True)
 
 

@@ -19,6 +19,7 @@ import contextlib
 import logging
 import multiprocessing
 import os
+import sys
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from . import lifecycle
 from .config import RunConfig
 from .errors import BenchError
 from .metrics import uar as unweighted_recall
+from .progress import duration_text
 from .runner import Inputs, Runtime, TunedParams, build_inputs, fit_and_predict, prepare, take
 from .study_slots import StudyFull, cap_trials, fail_dead_trials
 
@@ -234,6 +236,30 @@ def quiet_optuna() -> None:
             handler.addFilter(_OneLine())
 
 
+class TrialLines:
+    """One plain line on stderr per finished trial, from every worker: trials of the networks take
+    minutes each, so a tune redirected to a file (or run by several workers, which show no bars)
+    would otherwise say nothing until its last study ends."""
+
+    def __init__(self, trials: int):
+        self.trials = trials
+
+    def __call__(self, study, trial) -> None:
+        import optuna
+
+        text = f"tune {study.study_name}: trial {trial.number} {trial.state.name.lower()}"
+        if trial.value is not None:
+            text += f", inner UAR {trial.value:.3f}"
+        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        if complete:
+            text += f" (best {max(t.value for t in complete):.3f})"
+        if trial.duration is not None:
+            text += f", {duration_text(trial.duration.total_seconds())}"
+        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
+                                                       optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL))
+        print(f"{text}; {len(done)} of {self.trials} trials ended", file=sys.stderr, flush=True)
+
+
 def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_name: str) -> dict[str, dict]:
     """One worker: run every study of the protocol until each holds ``options.trials`` trials."""
     import mlflow
@@ -267,7 +293,8 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
         cap_trials(study, storage, options.trials, finished_or_running)
         with contextlib.suppress(StudyFull):
             study.optimize(make_objective(config, inputs, pool, options, run_id, tracking_uri), n_trials=None,
-                           timeout=options.timeout, callbacks=[stop], catch=(BenchError,))
+                           timeout=options.timeout, callbacks=[stop, TrialLines(options.trials)],
+                           catch=(BenchError,))
         completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if completed:
             study.set_user_attr("best_params", study.best_params)

@@ -98,6 +98,10 @@ def test_two_worker_processes_share_one_study(data_dir, stores, tmp_path):
     assert all(s in (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED) for s in states)  # none lost
     assert sorted(t.number for t in study.trials) == list(range(len(states)))
     assert len({tuple(sorted(t.params.items())) for t in study.trials}) == len(states)  # none evaluated twice
+    # each worker prints a plain line per trial it ran (the output here is a pipe, not a terminal)
+    reported = [int(line.split(": trial ")[1].split()[0]) for out in outputs for line in out.splitlines()
+                if line.startswith(f"tune {study.study_name}: trial ")]
+    assert sorted(reported) == list(range(len(states)))
 
     from mlflow import MlflowClient
 
