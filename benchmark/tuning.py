@@ -250,13 +250,13 @@ class TrialLines:
         text = f"tune {study.study_name}: trial {trial.number} {trial.state.name.lower()}"
         if trial.value is not None:
             text += f", inner UAR {trial.value:.3f}"
-        complete = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+        states = optuna.trial.TrialState
+        done = study.get_trials(deepcopy=False, states=(states.COMPLETE, states.PRUNED, states.FAIL))
+        complete = [t.value for t in done if t.state == states.COMPLETE]
         if complete:
-            text += f" (best {max(t.value for t in complete):.3f})"
+            text += f" (best {max(complete):.3f})"
         if trial.duration is not None:
             text += f", {duration_text(trial.duration.total_seconds())}"
-        done = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                       optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL))
         print(f"{text}; {len(done)} of {self.trials} trials ended", file=sys.stderr, flush=True)
 
 
