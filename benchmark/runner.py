@@ -254,7 +254,8 @@ def evaluate_folds(config: RunConfig, inputs: Inputs, tuned: TunedParams | None 
     (processes, not threads: the fits are CPU-bound and their libraries' own threads oversubscribe
     small machines); the results are the same as with one job. ``jobs=None`` (automatic) times
     the first fold here and sends the rest to one worker per core only if a fold costs more than
-    a worker's start-up (:data:`WORKER_START_S`).
+    a worker's start-up (:data:`WORKER_START_S`). A TensorFlow model's folds go to the workers
+    untimed: one costs minutes, and a first fold timed here leaves a core idle for all of them.
     """
     folds = [f for f in inputs.folds if len(f.test)]
     for fold in inputs.folds:
@@ -262,7 +263,7 @@ def evaluate_folds(config: RunConfig, inputs: Inputs, tuned: TunedParams | None 
             log.warning("fold %s has no readable test utterance; skipped", fold.name)
     automatic = jobs is None
     jobs = min(available_cores() if automatic else jobs, len(folds))
-    if automatic and jobs > 1:
+    if automatic and jobs > 1 and not config.model_class().loads_tensorflow:
         start = time.perf_counter()
         first = evaluate_fold(config, inputs, folds[0], tuned)
         if time.perf_counter() - start < WORKER_START_S:  # timed before the caller logs it

@@ -224,3 +224,28 @@ def test_automatic_jobs_send_folds_to_workers_only_when_a_fold_costs_more_than_a
     assert bool(used) == parallel and all(n == 2 for n in used)
     one = run(config, runtime(store, corpora_dir, cache_dir))
     assert automatic.folds == one.folds and automatic.pooled == one.pooled
+
+
+def test_automatic_jobs_send_every_fold_of_a_tensorflow_model_to_the_workers(
+        store, corpora_dir, cache_dir, monkeypatch):
+    """A network's fold costs minutes: none is timed in-process (one core idle), all go to workers."""
+    import joblib
+
+    from benchmark import runner
+
+    monkeypatch.setattr(runner, "available_cores", lambda: 2)
+    monkeypatch.setenv("SER_BENCH_FORK", "0")
+    in_process, sent = [], []
+    real_fold, real_parallel = runner.evaluate_fold, joblib.Parallel
+    monkeypatch.setattr(runner, "evaluate_fold", lambda *a, **k: in_process.append(1) or real_fold(*a, **k))
+
+    def recording_parallel(*args, **kwargs):
+        sent.append(kwargs.get("n_jobs"))
+        return real_parallel(*args, **kwargs)
+
+    monkeypatch.setattr(joblib, "Parallel", recording_parallel)
+    config = RunConfig(model="attn_blstm", features="handcrafted36", final_model=False, max_speakers=2,
+                       max_per_speaker_class=1, **SMALL["attn_blstm"])
+    result = run(config, Runtime(data_dir=str(corpora_dir), cache_dir=cache_dir, tracking_uri=store, jobs=None,
+                                 progress=False))
+    assert sent == [2] and not in_process and len(result.folds) == 2
