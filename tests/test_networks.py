@@ -236,7 +236,33 @@ def test_bench_models_speed_reports_a_ratio(tmp_path):
     assert "1.00x" in result.stdout  # the baseline row against itself
     bad = subprocess.run([sys.executable, "-m", "benchmark.cli", "models", "speed", "--data-dir", str(data),
                           "--variant", "turbo"], capture_output=True, text=True, timeout=300)
-    assert bad.returncode == 2 and "unknown turbo" in bad.stderr and "Traceback" not in bad.stderr
+    assert bad.returncode == 2 and "unknown variant 'turbo'" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_bench_models_speed_times_two_sizes_of_one_network_in_one_run(tmp_path):
+    """`--variant buckets:filters=4` passes model parameters; ratios are against the first variant;
+    a parameter the network lacks is a one-line error before anything is extracted or fitted."""
+    data = fake_emodb(tmp_path)
+    command = [sys.executable, "-m", "benchmark.cli", "models", "speed", "--data-dir", str(data), "--model", "crnn",
+               "--epochs", "2", "--rounds", "1"]
+    result = subprocess.run(command + ["--variant", "buckets:filters=8,lstm_units=8", "--variant", "buckets:filters=4,lstm_units=8"],
+                            capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "crnn round 1/1 buckets:filters=4,lstm_units=8" in result.stdout
+    assert "1.00x" in result.stdout  # the first variant against itself
+    bad = subprocess.run(command + ["--variant", "buckets:filterz=4"], capture_output=True, text=True, timeout=300)
+    assert bad.returncode == 2 and "filterz" in bad.stderr and "Traceback" not in bad.stderr
+    assert "logmel" not in bad.stdout  # failed before extraction
+
+
+def test_speed_variants_read_model_parameters_after_a_colon():
+    from benchmark.errors import BenchError
+    from benchmark.models.speed import variant_params
+
+    assert variant_params("buckets:filters=16,dropout=0.2") == {"bucketing": True, "filters": 16, "dropout": 0.2}
+    assert variant_params("pad-to-longest") == {"bucketing": False}
+    with pytest.raises(BenchError, match="expected buckets:NAME=VALUE"):
+        variant_params("buckets:filters")
 
 
 def test_audio_augmentation_adds_copies_of_training_utterances_only(tmp_path, monkeypatch):

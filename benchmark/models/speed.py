@@ -8,6 +8,10 @@ Variants, alternated round by round in one process so a busy machine slows all o
 * ``buckets+xla``: the same compiled with XLA (``jit_compile=True``, lengths padded to a multiple
   of 32 frames so only a few shapes are compiled).
 
+A variant may add model parameters after a colon, ``buckets:filters=16,lstm_units=32``, so that two
+sizes of one network are timed against each other in the same run. Speed-ups are against the
+first variant given.
+
 Each fit runs ``epochs`` epochs on every utterance (no validation part: only training is timed);
 its first epoch (tracing, compilation) is reported apart and left out of the per-epoch median.
 TensorFlow is imported only when the benchmark runs: the model registry imports this module.
@@ -24,7 +28,8 @@ VARIANTS = {"pad-to-longest": {"bucketing": False}, "buckets": {"bucketing": Tru
             "buckets+xla": {"bucketing": True, "jit_compile": True}}
 # The two networks with the features the report paired them with: handcrafted36 keeps every frame
 # (variable length); librosa46 pads/cuts to 5 s, i.e. 157 frames.
-NETWORKS = {"local_attn_blstm": ("handcrafted36", {}), "attn_blstm": ("librosa46", {})}
+NETWORKS = {"local_attn_blstm": ("handcrafted36", {}), "attn_blstm": ("librosa46", {}), "crnn": ("logmel", {})}
+DEFAULT_NETWORKS = ("local_attn_blstm", "attn_blstm")
 
 
 @dataclass
@@ -39,8 +44,29 @@ class SpeedResult:
     def median(self, variant: str) -> float:
         return float(np.median(self.epoch_s[variant]))
 
-    def ratio(self, variant: str, baseline: str = "pad-to-longest") -> float:
-        return self.median(baseline) / self.median(variant)
+    def ratio(self, variant: str, baseline: str | None = None) -> float:
+        """How many times faster per epoch than ``baseline`` (default: the first variant timed)."""
+        return self.median(baseline or next(iter(self.epoch_s))) / self.median(variant)
+
+
+def variant_params(variant: str) -> dict:
+    """``"buckets:filters=16"`` -> ``{"bucketing": True, "filters": 16}`` (values read as YAML scalars)."""
+    import yaml
+
+    from ..errors import BenchError
+
+    name, _, extra = variant.partition(":")
+    if name not in VARIANTS:
+        raise BenchError(f"bench models speed: unknown variant {name!r}; variants: {', '.join(VARIANTS)}, "
+                         "each optionally followed by :NAME=VALUE,... model parameters")
+    params = dict(VARIANTS[name])
+    for item in filter(None, extra.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise BenchError(f"bench models speed: --variant {variant!r}: expected {name}:NAME=VALUE, "
+                             f"e.g. {name}:filters=16")
+        params[key.strip()] = yaml.safe_load(value)
+    return params
 
 
 def epoch_seconds(model, X, y) -> list[float]:
@@ -65,7 +91,7 @@ def time_network(name: str, X: list[np.ndarray], y: np.ndarray, features: str, e
     result = SpeedResult(name, features, len(X), (int(lengths.min()), int(lengths.max()), float(lengths.mean())))
     for round_ in range(rounds):
         for variant in variants:
-            model = get_model(name, epochs=epochs, validation_fraction=0.0, **VARIANTS[variant])
+            model = get_model(name, epochs=epochs, validation_fraction=0.0, **variant_params(variant))
             times = epoch_seconds(model, X, y)
             result.first_epoch_s.setdefault(variant, []).append(times[0])
             result.epoch_s.setdefault(variant, []).extend(times[1:])
@@ -96,14 +122,21 @@ def run_model_speed(data_dir=None, models: list[str] | None = None, epochs: int 
     from ..errors import BenchError
 
     variants = variants or list(VARIANTS)
-    unknown = sorted(set(variants) - set(VARIANTS)) + sorted(set(models or []) - set(NETWORKS))
+    for variant in variants:
+        variant_params(variant)  # a misspelt variant fails before any extraction
+    unknown = sorted(set(models or []) - set(NETWORKS))
     if unknown:
-        raise BenchError(f"bench models speed: unknown {', '.join(unknown)}; variants: {', '.join(VARIANTS)}; "
-                         f"models: {', '.join(NETWORKS)}")
+        raise BenchError(f"bench models speed: unknown model {', '.join(unknown)}; models: {', '.join(NETWORKS)}")
     if epochs < 2:
         raise BenchError("--epochs must be at least 2: the first epoch (tracing, compilation) is timed apart")
+    from . import get_model
+
+    models = list(models or DEFAULT_NETWORKS)
+    for name in models:
+        for variant in variants:
+            get_model(name, **variant_params(variant))  # a parameter the network lacks fails here, not after a fit
     results = []
-    for name in models or list(NETWORKS):
+    for name in models:
         features, feature_params = NETWORKS[name]
         X, y = load_network_inputs(features, feature_params, data_dir, limit, progress)
         results.append(time_network(name, X, y, features, epochs, rounds, variants, log))
