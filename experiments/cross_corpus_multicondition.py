@@ -11,7 +11,8 @@ before any score was seen: clean + white noise at 20 dB and 10 dB SNR (``audiome
 utterances only, standardised with the clean training corpus's statistics (``--norm corpus``; the
 test corpus with its own unlabelled statistics, as ``bench run --norm corpus`` does). Both
 directions and two feature sets are scored so that the method is judged on more than one pair.
-No test label is used to choose anything; all variants are printed.
+No test label is used to choose anything; all variants are printed. Only the training
+utterances are perturbed and extracted (`training_copies`); the test corpus stays clean.
 """
 
 from __future__ import annotations
@@ -29,19 +30,36 @@ def zscore_with(X, reference):
     return (X - reference.mean(0)) / np.where(std > 1e-8, std, 1.0)
 
 
-def features(name, train_corpus, test_corpus, runtime, augmentation=None):
+def features(name, train_corpus, test_corpus, runtime):
+    """Clean features of both corpora through the runner, as `bench run --norm none` builds them."""
     from benchmark.config import resolve
     from benchmark.runner import build_inputs, prepare
 
     settings = {"model": "svm", "features": name, "protocol": "cross_corpus", "train_corpus": train_corpus,
                 "test_corpus": test_corpus, "classes": "4", "norm": "none"}
-    if augmentation:
-        kind, value = augmentation
-        settings.update(features="augmented", feature_params={"base": name, "kind": kind, "value": value})
     inputs = build_inputs(prepare(resolve(settings), runtime), runtime)
     (fold,) = inputs.folds
-    keys = [f"{u.id}@{u.corpus}" for u in inputs.utterances]
-    return np.asarray(inputs.X, dtype=np.float64), np.asarray(inputs.labels), fold.train, fold.test, keys
+    return np.asarray(inputs.X, dtype=np.float64), np.asarray(inputs.labels), fold.train, fold.test, inputs.utterances
+
+
+def training_copies(name, utterances, train, runtime, augmentation):
+    """(vectors, indices into ``train``) of the augmented copies of the training utterances only:
+    the test corpus is never perturbed, so its copies are not extracted either."""
+    from benchmark.features import get_feature_set
+    from benchmark.features.extract import extract_features
+    from benchmark.features.functionals import parts_needed
+    from benchmark.model_input import model_input
+    from benchmark.models.sklearn_models import SVMClassifier
+
+    kind, value = augmentation
+    feature_set = get_feature_set("augmented", base=name, kind=kind, value=value)
+    keys = [f"{utterances[i].id}@{utterances[i].corpus}" for i in train]  # the runner's cache keys
+    extraction = extract_features([(key, utterances[i].path) for key, i in zip(keys, train)], feature_set,
+                                  cache_dir=runtime.cache_dir, jobs=runtime.jobs, progress=False,
+                                  parts=parts_needed(SVMClassifier.input_kind, feature_set), in_process_ok=True)
+    kept = [position for position, key in enumerate(keys) if key in extraction.features]  # failed copies skipped
+    vectors = model_input(SVMClassifier, [extraction.features[keys[position]] for position in kept])
+    return np.asarray(vectors, dtype=np.float64), np.asarray(kept, dtype=int)
 
 
 def main() -> None:
@@ -58,16 +76,14 @@ def main() -> None:
     runtime = Runtime(data_dir=args.data_dir, progress=False, jobs=2)
     for name in args.sets.split(","):
         for source, target in (("emodb", "urdu"), ("urdu", "emodb")):
-            X, y, train, test, keys = features(name, source, target, runtime)
+            X, y, train, test, utterances = features(name, source, target, runtime)
             clean_train = X[train]
             rows = {"clean": (zscore_with(clean_train, clean_train), y[train])}
             copies_X, copies_y = [], []
             for augmentation in AUGMENTATIONS:
-                Xa, ya, train_a, _, keys_a = features(name, source, target, runtime, augmentation)
-                position = {k: i for i, k in enumerate(keys_a)}
-                wanted = [position[keys[i]] for i in train if keys[i] in position]  # training copies only
-                copies_X.append(zscore_with(Xa[wanted], clean_train))
-                copies_y.append(ya[wanted])
+                Xa, kept = training_copies(name, utterances, train, runtime, augmentation)
+                copies_X.append(zscore_with(Xa, clean_train))
+                copies_y.append(y[train][kept])
                 rows[f"clean + {augmentation[0]} {augmentation[1]:g}"] = (
                     np.vstack([rows["clean"][0], copies_X[-1]]), np.concatenate([y[train], copies_y[-1]]))
             rows["clean + noise 20, 10 dB"] = (np.vstack([rows["clean"][0], *copies_X[:2]]),
