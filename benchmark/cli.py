@@ -506,6 +506,22 @@ def report_command(
     console.print(to_markdown(report, name).split("## Reference")[0], markup=False, highlight=False, soft_wrap=True)
 
 
+@app.command("fuse")
+@friendly_errors
+def fuse_command(
+    run_ids: list[str] = typer.Argument(..., help="Two or more finished `bench run` ids (same protocol, corpus, classes)."),
+    experiment_name: Optional[str] = typer.Option(None, "--experiment-name", help="MLflow experiment (the first run's)."),
+    run_name: Optional[str] = typer.Option(None, "--run-name"),
+    tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="(default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"),
+):
+    """Late fusion: average the class probabilities several runs logged for the same test utterances,
+    score them like a run and log the result as a run of its own (a row of `bench report`)."""
+    from .fusion import fuse_runs
+
+    result = fuse_runs(run_ids, tracking_uri, experiment_name, run_name)
+    print_summary(result, f"fusion of {len(run_ids)} runs")
+
+
 app.command("predict")(friendly_errors(predict_command))
 
 

@@ -293,3 +293,91 @@ def test_model_copy_is_atomic_and_cleans_up_after_killed_copies(tmp_path):
     assert copied.metadata == model.metadata and copied.normaliser == model.normaliser
     assert not stale.exists() and fresh.exists()
     assert [p.name for p in root.iterdir() if p.name.startswith(".partial-")] == [".partial-fresh"]
+
+
+def store_copy(store, tmp_path):
+    """The module's store as a copy, so that the fused runs logged here stay out of the report tests."""
+    import shutil
+
+    uri, results = store
+    copy = tmp_path / "mlflow.db"
+    shutil.copy(uri[len("sqlite:///"):], copy)
+    return f"sqlite:///{copy}", results
+
+
+def logged_predictions(uri, run_id):
+    import mlflow
+    import pandas as pd
+
+    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="predictions.csv", tracking_uri=uri)
+    return pd.read_csv(path, dtype={"id": str}).set_index("id").sort_index()
+
+
+def test_bench_fuse_averages_the_members_probabilities_and_is_a_report_row(store, tmp_path):
+    from mlflow import MlflowClient
+    from sklearn.metrics import balanced_accuracy_score
+
+    uri, results = store_copy(store, tmp_path)
+    members = [results["svm"].run_id, results["xgboost"].run_id, results["svm_step"].run_id]
+    # the README's command as typed; the store named by MLFLOW_TRACKING_URI, as a user would
+    result = runner.invoke(app, ["fuse", *members], env={"COLUMNS": "200", "MLFLOW_TRACKING_URI": uri})
+    assert result.exit_code == 0, result.output
+    fused_id = result.output.split("MLflow run ")[1].split()[0].rstrip(";")
+    classes = results["svm"].classes
+    columns = [f"p_{c}" for c in classes]
+    expected = np.mean([logged_predictions(uri, run_id)[columns].to_numpy() for run_id in members], axis=0)
+    fused = logged_predictions(uri, fused_id)
+    truth = logged_predictions(uri, members[0])
+    assert np.allclose(fused[columns].to_numpy(), expected)
+    assert (fused["predicted"].to_numpy() == np.asarray(classes)[expected.argmax(axis=1)]).all()
+    run = MlflowClient(uri).get_run(fused_id)
+    assert run.info.status == "FINISHED" and run.data.tags["fused_runs"] == ",".join(members)
+    assert run.data.metrics["uar"] == pytest.approx(balanced_accuracy_score(truth["true"], fused["predicted"]))
+    assert run.data.metrics["uar_ci_low"] <= run.data.metrics["uar"] <= run.data.metrics["uar_ci_high"]
+    markdown = report_files(uri, tmp_path / "report")[".md"].decode()
+    assert "| fusion + svm/handcrafted36 + xgboost[n_estimators=30]/handcrafted36 + svm/handcrafted36[step_s=0.05]" \
+           " (norm: global, mean of 3 runs' probabilities) |" in markdown
+
+
+def test_bench_fuse_refuses_runs_that_scored_other_utterances_in_one_line(store, tmp_path):
+    from mlflow import MlflowClient
+
+    uri, results = store_copy(store, tmp_path)
+    svm = results["svm"].run_id
+    client = MlflowClient(uri)
+    fold = client.search_runs([client.get_run(svm).info.experiment_id], f"tags.mlflow.parentRunId = '{svm}'")[0]
+    cases = {
+        (svm, fold.info.run_id): "not a `bench run`",
+        (svm, results["cross"].run_id): "other protocols or corpora",
+        (svm,): "at least two runs",
+        (svm, svm): "named twice",
+        (svm, "0123456789abcdef0123456789abcdef"): "not in",
+    }
+    for run_ids, message in cases.items():
+        result = runner.invoke(app, ["fuse", *run_ids, "--tracking-uri", uri])
+        assert result.exit_code == 2 and message in result.output, result.output
+        assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda frame: frame.iloc[1:], "other test utterances"),
+    (lambda frame: frame.assign(true=frame["true"].iloc[::-1].to_numpy()), "other labels"),
+    (lambda frame: frame.assign(fold="speaker-99"), "other folds"),
+])
+def test_fusion_members_must_share_utterances_labels_and_folds(change, message):
+    from benchmark.errors import BenchError
+    from benchmark.fusion import Member, check_aligned
+
+    frame = pd_frame()
+    tags = {"report_column": "within_corpus emodb 7 classes", "classes": "anger,neutral"}
+    assert check_aligned([Member("a", "0", tags, {}, frame), Member("b", "0", tags, {}, frame.copy())]) == ["anger", "neutral"]
+    with pytest.raises(BenchError, match=message):
+        check_aligned([Member("a", "0", tags, {}, frame), Member("b", "0", tags, {}, change(frame.copy()))])
+
+
+def pd_frame():
+    import pandas as pd
+
+    return pd.DataFrame({"id": ["u1", "u2", "u3"], "fold": ["speaker-03", "speaker-03", "speaker-08"],
+                         "true": ["anger", "neutral", "neutral"], "predicted": ["anger", "anger", "neutral"],
+                         "p_anger": [0.9, 0.6, 0.2], "p_neutral": [0.1, 0.4, 0.8]})
