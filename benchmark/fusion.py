@@ -63,6 +63,13 @@ def load_member(client, run_id: str, uri: str) -> Member:
     return Member(run_id, run.info.experiment_id, tags, run.data.params, predictions)
 
 
+KEY = ["corpus", "id"]  # an utterance: ids are unique within a corpus, not across corpora
+
+
+def keyed(predictions: pd.DataFrame) -> pd.DataFrame:
+    return predictions.set_index(KEY).sort_index()
+
+
 def check_aligned(members: list[Member]) -> list[str]:
     """The classes the members share; one line naming the first run that scored other utterances,
     other labels, other folds, another class set or another protocol column."""
@@ -72,7 +79,7 @@ def check_aligned(members: list[Member]) -> list[str]:
         raise BenchError("a run is named twice; name each run once")
     first = members[0]
     classes = first.tags.get("classes", "").split(",")
-    reference = first.predictions.set_index("id").sort_index()
+    reference = keyed(first.predictions)
     for member in members[1:]:
         where = f"runs {first.run_id} and {member.run_id}"
         if member.tags.get("report_column") != first.tags.get("report_column"):
@@ -80,7 +87,7 @@ def check_aligned(members: list[Member]) -> list[str]:
                              f"{member.tags.get('report_column')}); fuse runs of one protocol")
         if member.tags.get("classes", "").split(",") != classes:
             raise BenchError(f"{where}: other class sets; fuse runs with the same --classes")
-        other = member.predictions.set_index("id").sort_index()
+        other = keyed(member.predictions)
         if not reference.index.equals(other.index):
             raise BenchError(f"{where}: other test utterances ({len(reference)} vs {len(other)}); "
                              "fuse runs on the same corpus slice")
@@ -94,14 +101,13 @@ def fuse(members: list[Member], classes: list[str]) -> pd.DataFrame:
     """The members' class probabilities averaged per utterance (equal weights: a weight chosen by
     looking at test UAR would be tuning on the test set), predicted = the most probable class."""
     columns = [f"p_{c}" for c in classes]
-    frames = [m.predictions.set_index("id").sort_index() for m in members]
-    base = frames[0]
+    frames = [keyed(m.predictions) for m in members]
     probabilities = np.mean([frame[columns].to_numpy(dtype=float) for frame in frames], axis=0)
-    fused = base[["corpus", "speaker", "fold", "true"]].copy()
+    fused = frames[0][["speaker", "fold", "true"]].copy()
     fused["predicted"] = np.asarray(classes)[np.argmax(probabilities, axis=1)]
     fused[columns] = probabilities
-    order = members[0].predictions["id"]  # the first member's row order (fold order), as `bench run` logs it
-    return fused.loc[order].reset_index()
+    order = pd.MultiIndex.from_frame(members[0].predictions[KEY])  # the first member's row order, as logged
+    return fused.loc[order].reset_index()[["id", "corpus", "speaker", "fold", "true", "predicted", *columns]]
 
 
 def score(fused: pd.DataFrame, classes: list[str], seed: int = 0) -> tuple[dict, list[dict]]:

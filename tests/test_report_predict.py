@@ -361,6 +361,7 @@ def test_bench_fuse_refuses_runs_that_scored_other_utterances_in_one_line(store,
 
 @pytest.mark.parametrize("change, message", [
     (lambda frame: frame.iloc[1:], "other test utterances"),
+    (lambda frame: frame.assign(corpus="urdu"), "other test utterances"),  # the same ids in another corpus
     (lambda frame: frame.assign(true=frame["true"].iloc[::-1].to_numpy()), "other labels"),
     (lambda frame: frame.assign(fold="speaker-99"), "other folds"),
 ])
@@ -378,6 +379,6 @@ def test_fusion_members_must_share_utterances_labels_and_folds(change, message):
 def pd_frame():
     import pandas as pd
 
-    return pd.DataFrame({"id": ["u1", "u2", "u3"], "fold": ["speaker-03", "speaker-03", "speaker-08"],
+    return pd.DataFrame({"id": ["u1", "u2", "u3"], "corpus": "emodb", "fold": ["speaker-03", "speaker-03", "speaker-08"],
                          "true": ["anger", "neutral", "neutral"], "predicted": ["anger", "anger", "neutral"],
                          "p_anger": [0.9, 0.6, 0.2], "p_neutral": [0.1, 0.4, 0.8]})
