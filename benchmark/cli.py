@@ -520,6 +520,14 @@ def fuse_command(
 
     result = fuse_runs(run_ids, tracking_uri, experiment_name, run_name)
     print_summary(result, f"fusion of {len(run_ids)} runs")
+    from rich.markup import escape
+
+    table = Table("member run", "member", "member UAR", escape("fusion - member [paired 95% CI]"),
+                  title="gain over each member")
+    for row in result.gains:  # escaped: "attn_blstm[ensemble=3]" is not rich markup
+        table.add_row(row["run_id"], escape(row["member"]), f"{row['uar']:.3f}",
+                      f"{row['gain']:+.3f} [{row['gain_ci_low']:+.3f}, {row['gain_ci_high']:+.3f}]")
+    console.print(table)
 
 
 app.command("predict")(friendly_errors(predict_command))

@@ -33,3 +33,30 @@ def test_vectorised_interval_equals_sklearn_per_resample(n, k, accuracy):
 def test_interval_is_undefined_for_one_class_or_tiny_sets():
     assert all(np.isnan(uar_interval(np.array(["a"] * 10), np.array(["a"] * 10))))
     assert all(np.isnan(uar_interval(np.array(["a", "b", "a"]), np.array(["a", "b", "b"]))))
+
+
+def sklearn_difference_interval(y_true, a, b, resamples=300, seed=0):
+    def statistic(true, pred_a, pred_b):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return balanced_accuracy_score(true, pred_a) - balanced_accuracy_score(true, pred_b)
+
+    result = bootstrap((y_true, a, b), statistic, paired=True, vectorized=False, n_resamples=resamples,
+                       method="percentile", random_state=np.random.default_rng(seed))
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+@pytest.mark.parametrize("n,k", [(200, 7), (30, 4)])
+def test_paired_difference_interval_equals_sklearn_per_resample_and_sees_a_real_gain(n, k):
+    from benchmark.metrics import uar_difference_interval
+
+    rng = np.random.default_rng(n)
+    labels = np.array(["anger", "boredom", "disgust", "fear", "happiness", "neutral", "sadness"][:k])
+    y_true = labels[rng.integers(0, k, n)]
+    noisy = lambda accuracy: np.where(rng.random(n) < accuracy, y_true, labels[rng.integers(0, k, n)])
+    better, worse = noisy(0.9), noisy(0.5)
+    interval = uar_difference_interval(y_true, better, worse, resamples=300)
+    assert interval == pytest.approx(sklearn_difference_interval(y_true, better, worse))
+    assert interval[0] > 0  # a 40-point gain on the same utterances is clear
+    low, high = uar_difference_interval(y_true, better, better, resamples=300)
+    assert low == high == 0.0  # a system against itself

@@ -305,12 +305,16 @@ def store_copy(store, tmp_path):
     return f"sqlite:///{copy}", results
 
 
-def logged_predictions(uri, run_id):
+def mlflow_artifact(uri, run_id, name):
     import mlflow
+
+    return mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name, tracking_uri=uri)
+
+
+def logged_predictions(uri, run_id):
     import pandas as pd
 
-    path = mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="predictions.csv", tracking_uri=uri)
-    return pd.read_csv(path, dtype={"id": str}).set_index("id").sort_index()
+    return pd.read_csv(mlflow_artifact(uri, run_id, "predictions.csv"), dtype={"id": str}).set_index("id").sort_index()
 
 
 def test_bench_fuse_averages_the_members_probabilities_and_is_a_report_row(store, tmp_path):
@@ -334,6 +338,17 @@ def test_bench_fuse_averages_the_members_probabilities_and_is_a_report_row(store
     assert run.info.status == "FINISHED" and run.data.tags["fused_runs"] == ",".join(members)
     assert run.data.metrics["uar"] == pytest.approx(balanced_accuracy_score(truth["true"], fused["predicted"]))
     assert run.data.metrics["uar_ci_low"] <= run.data.metrics["uar"] <= run.data.metrics["uar_ci_high"]
+    # the gain over each member, with a paired interval, as printed and as logged
+    import pandas as pd
+
+    gains = pd.read_csv(mlflow_artifact(uri, fused_id, "fusion_gains.csv"))
+    for run_id, row in zip(members, gains.itertuples()):
+        member_uar = balanced_accuracy_score(truth["true"], logged_predictions(uri, run_id)["predicted"])
+        assert row.run_id == run_id and row.uar == pytest.approx(member_uar)
+        assert row.gain == pytest.approx(run.data.metrics["uar"] - member_uar)
+        assert row.gain_ci_low <= row.gain <= row.gain_ci_high
+    assert "xgboost[n_estimators=30]/handcrafted36" in result.output  # not swallowed as rich markup
+    assert f"{gains.gain.iloc[1]:+.3f} [{gains.gain_ci_low.iloc[1]:+.3f}, {gains.gain_ci_high.iloc[1]:+.3f}]" in result.output
     markdown = report_files(uri, tmp_path / "report")[".md"].decode()
     assert "| fusion + svm/handcrafted36 + xgboost[n_estimators=30]/handcrafted36 + svm/handcrafted36[step_s=0.05]" \
            " (norm: global, mean of 3 runs' probabilities) |" in markdown
