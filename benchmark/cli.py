@@ -11,7 +11,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .cli_base import console, err_console, friendly_errors
+from .cli_base import console, err_console, friendly_errors, print_table
 from .cli_predict import predict_command
 from .errors import BenchError
 
@@ -59,7 +59,7 @@ def data_list(
         table.add_row(spec, str(len(utterances)), str(len(speaker_counts)),
                       counts_text(Counter(u.emotion for u in utterances)), str(len(found.skipped)),
                       "[green]ok[/]")
-    console.print(table)
+    print_table(table)
     for message in problems:
         console.print(f"[yellow]{message}[/]", highlight=False, soft_wrap=True)
     if speakers:
@@ -135,7 +135,7 @@ def features_list():
     for name, cls in sorted(FEATURE_SETS.items()):
         instance = cls()
         table.add_row(name, str(instance.level), str(len(instance.feature_names)), cls.description)
-    console.print(table)
+    print_table(table)
 
 
 @features_app.command("extract")
@@ -186,7 +186,7 @@ def features_speed(
         table.add_row(row.name, f"{row.ours_s:.3f}", row.reference, f"{row.reference_s:.3f}", f"{row.ratio:.1f}x")
     console.print(f"{len(signals)} files of {corpus} ({seconds:.0f} s of audio), best of {repeat} alternated passes, "
                   f"1 process, CPU seconds")
-    console.print(table)
+    print_table(table)
 
 
 @app.command("bench")
@@ -214,7 +214,7 @@ def bench_command(
     table = Table("phase", "s", "note", title=f"{model} + {config.features.name} on {corpus}, {classes} classes")
     for phase in report.phases:
         table.add_row(phase.name, f"{phase.seconds:.2f}", phase.note)
-    console.print(table)
+    print_table(table)
     if report.ratios:
         ratios = Table("old / new", "ratio", "measured")
         for what, ratio, how in report.ratios:
@@ -252,7 +252,7 @@ def models_speed(
             table.add_row(result.model, result.features, "{}/{}/{:.0f}".format(*result.frames), name,
                           f"{np.median(result.first_epoch_s[name]):.1f}", f"{result.median(name):.2f}",
                           f"{result.ratio(name):.2f}x")
-    console.print(table)
+    print_table(table)
 
 
 def parse_assignments(items: list[str], option: str) -> dict:
@@ -364,7 +364,7 @@ def print_summary(result, title: str) -> None:
     table.add_row("[bold]pooled[/]", str(sum(r["n_test"] for r in result.folds)), f"[bold]{pooled['wa']:.3f}[/]",
                   f"[bold]{pooled['uar']:.3f}[/] [{pooled['uar_ci_low']:.3f}, {pooled['uar_ci_high']:.3f}]",
                   f"{pooled['macro_f1']:.3f}")
-    console.print(table)
+    print_table(table)
     console.print(f"classes: {', '.join(result.classes)}; {result.n_utterances} utterances"
                   + (f", {len(result.skipped)} files skipped" if result.skipped else "")
                   + f"; MLflow run {result.run_id}" + (f"; model {result.model_uri}" if result.model_uri else ""))
@@ -469,7 +469,7 @@ def tune_command(
     for suffix, info in best.items():
         table.add_row(f"{name}@{suffix}", str(info["trials"]), f"{info['value']:.3f}",
                       ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info["params"].items()))
-    console.print(table)
+    print_table(table)
     console.print(f"use them: bench run --model {config.model.name} ... --params-from {name}")
 
 
@@ -527,7 +527,7 @@ def fuse_command(
     for row in result.gains:  # escaped: "attn_blstm[ensemble=3]" is not rich markup
         table.add_row(row["run_id"], escape(row["member"]), f"{row['uar']:.3f}",
                       f"{row['gain']:+.3f} [{row['gain_ci_low']:+.3f}, {row['gain_ci_high']:+.3f}]")
-    console.print(table)
+    print_table(table)
 
 
 app.command("predict")(friendly_errors(predict_command))
@@ -580,7 +580,7 @@ def speedup_command(
     for phase in ("cold", "warm"):
         table.add_row(phase, f"{result.median('baseline', phase):.1f}", f"{result.median('current', phase):.1f}",
                       f"{result.ratio(phase):.2f}x")
-    console.print(table)
+    print_table(table)
 
 
 cluster_app = typer.Typer(help="Measure grids on a Dask cluster (docs/cluster.md).", no_args_is_help=True)
@@ -608,7 +608,7 @@ def cluster_speedup(
     table = Table("workers", "wall s (all rounds)", "failed cells", title=f"{spec.name}: {len(spec.cells)} cells")
     for n in (1, workers):
         table.add_row(str(n), f"{result.wall(n):.1f}", str(sum(p.failed for p in result.passes if p.workers == n)))
-    console.print(table)
+    print_table(table)
     cell_s = result.cell_times()
     console.print(f"measured speed-up 1 -> {workers} workers: [bold]{result.ratio:.2f}x[/] "
                   f"(per round: {', '.join(f'{p.workers}w {p.wall_s:.1f} s' for p in result.passes)})")

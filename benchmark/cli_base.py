@@ -16,6 +16,20 @@ console = Console()
 err_console = Console(stderr=True)
 
 
+def print_table(table) -> None:
+    """Print a rich table; when stdout is not a terminal (a log file, a pipe, a test) at the table's
+    natural width, so no cell - a run id, ``xgboost[n_estimators=30]/handcrafted36`` - is folded
+    over lines at rich's default 80 columns (a terminal keeps its own width)."""
+    if console.is_terminal:
+        console.print(table)
+        return
+    from rich.measure import Measurement
+
+    natural = Measurement.get(console, console.options.update(width=10_000), table).maximum
+    # a console of its own: print(width=...) never goes beyond the console's width
+    Console(file=console.file, width=max(console.width, natural), color_system=None).print(table)
+
+
 def friendly_errors(command):
     """Turn expected failures into one line on stderr and exit code 2, never a traceback."""
 

@@ -12,7 +12,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from .cli_base import console, err_console, friendly_errors
+from .cli_base import console, err_console, friendly_errors, print_table
 from .errors import BenchError
 
 
@@ -48,12 +48,12 @@ def predict_command(
         table = Table("rank", "emotion", "probability", title=f"{ok[0].name} ({predictor.uri})")
         for rank, (label, prob) in enumerate(ranked[0], start=1):
             table.add_row(str(rank), label, f"{prob:.3f}")
-        console.print(table)
+        print_table(table)
     else:
         table = Table("file", *[f"top {i + 1}" for i in range(min(top, len(predictor.labels)))], title=predictor.uri)
         for p, r in zip(ok, ranked):
             table.add_row(str(p), *[f"{label} {prob:.3f}" for label, prob in r])
-        console.print(table)
+        print_table(table)
     for message in failed.values():
         err_console.print(f"skipped: {message}", highlight=False, soft_wrap=True)
     if not ok:

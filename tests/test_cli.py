@@ -52,3 +52,27 @@ def test_none_is_none_in_name_value_options():
 
     assert parse_assignments(["duration_s=None", "a=none", "b=null", "c=5", "d=nonempty"], "--feature-param") == \
         {"duration_s": None, "a": None, "b": None, "c": 5, "d": "nonempty"}
+
+
+def test_tables_written_to_a_file_keep_every_cell_on_one_line(monkeypatch):
+    """A log file or a pipe gets a table at its natural width, even where the console was pinned to
+    80 columns (``COLUMNS=80`` when the CLI was imported: CI's fuse test failed so)."""
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from benchmark import cli_base
+
+    out = io.StringIO()
+    monkeypatch.setattr(cli_base, "console", Console(file=out, width=80))
+    table = Table("member run", "member", "gain")
+    from rich.markup import escape
+
+    label = escape("xgboost[n_estimators=30]/handcrafted36[duration_s=None]")
+    table.add_row("bd7dee9a991c4d7eb6e6f0123456789a", label, "+0.038 [+0.008, +0.068]")
+    cli_base.print_table(table)
+    text = out.getvalue()
+    assert "xgboost[n_estimators=30]/handcrafted36[duration_s=None]" in text
+    assert "bd7dee9a991c4d7eb6e6f0123456789a" in text and "+0.038 [+0.008, +0.068]" in text
+    assert max(map(len, text.splitlines())) > 80
