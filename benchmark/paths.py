@@ -30,12 +30,15 @@ def cache_root(cache_dir: str | Path | None = None) -> Path:
 
 
 def configure_numba_cache() -> None:
-    """Give numba a per-user cache folder before librosa is imported.
+    """Give numba a per-user cache folder, safe for concurrent processes, before librosa is imported.
 
     Why: by default numba writes compiled ``librosa`` functions into ``site-packages/.../__pycache__``;
-    several extraction workers compiling at once raced there and left cache files that segfaulted
-    every later call in that environment. A per-user folder (``$NUMBA_CACHE_DIR`` wins) keeps the
-    installed package read-only.
+    a per-user folder (``$NUMBA_CACHE_DIR`` wins) keeps the installed package read-only. numba's own
+    saves race between processes and leave entries that segfault every later process;
+    :mod:`benchmark.numba_cache` serialises them.
     """
+    from .numba_cache import make_process_safe
+
     if not os.environ.get("NUMBA_CACHE_DIR"):
         os.environ["NUMBA_CACHE_DIR"] = str(user_cache_path("ser-bench") / "numba")
+    make_process_safe()

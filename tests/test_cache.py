@@ -106,3 +106,79 @@ def test_opensmile_stays_out_of_a_process_that_may_load_tensorflow():
     assert get_feature_set("augmented", base="egemaps", kind="noise", value=10.0).needs_own_process
     assert not get_feature_set("augmented", base="librosa46", kind="noise", value=10.0).needs_own_process
     assert not tensorflow_free(type(get_model("local_attn_blstm")))
+
+
+BARRIER = """
+def wait_for_all(spec):
+    import os, pathlib, time
+    folder, n = spec.rsplit(":", 1)
+    pathlib.Path(folder, str(os.getpid())).touch()
+    while len(os.listdir(folder)) < int(n):
+        time.sleep(0.005)
+"""
+
+NUMBA_SAVE_RACE = BARRIER + """
+import sys, time
+from multiprocessing import Barrier
+import numba.core.caching as caching
+from benchmark.numba_cache import make_process_safe
+
+if sys.argv[2] == "safe":
+    make_process_safe()
+slow_index = caching.IndexDataCacheFile._load_index
+def load_index_slowly(self):  # widen the window between reading the index and writing it
+    overloads = slow_index(self)
+    time.sleep(0.5)
+    return overloads
+caching.IndexDataCacheFile._load_index = load_index_slowly
+cache = caching.IndexDataCacheFile(sys.argv[1], "module.function-1.py311", "stamp")
+wait_for_all(sys.argv[4])  # every process saves at the same moment
+cache.save(("signature", sys.argv[3]), "machine code of " + sys.argv[3])
+"""
+
+
+def _race_numba_saves(folder, mode: str, n: int = 4):
+    folder.mkdir()
+    (folder.parent / f"{folder.name}_ready").mkdir()
+    start = f"{folder.parent / (folder.name + '_ready')}:{n}"  # once every interpreter has imported numba
+    workers = [subprocess.Popen([sys.executable, "-c", NUMBA_SAVE_RACE, str(folder), mode, str(i), start])
+               for i in range(n)]
+    assert [worker.wait(timeout=120) for worker in workers] == [0] * n
+    import numba.core.caching as caching
+
+    cache = caching.IndexDataCacheFile(str(folder), "module.function-1.py311", "stamp")
+    return {str(i): cache.load(("signature", str(i))) for i in range(n)}
+
+
+def test_numba_cache_saves_from_concurrent_processes_keep_each_signature_its_own_code(tmp_path):
+    """numba's own save gives two signatures one data file (the librosa46 segfaults); ours cannot."""
+    unsafe = _race_numba_saves(tmp_path / "numba_as_shipped", "unsafe")
+    assert any(code != f"machine code of {i}" for i, code in unsafe.items())  # the race is real
+    safe = _race_numba_saves(tmp_path / "ser_bench", "safe")
+    assert safe == {str(i): f"machine code of {i}" for i in range(4)}
+
+
+def test_numba_functions_compiled_by_concurrent_processes_load_and_run(tmp_path):
+    """Four processes compile four signatures of one cached function at once through the hook that
+    ``benchmark.features`` installs; fresh processes then load each from disk and get right answers."""
+    (tmp_path / "kernel.py").write_text(
+        "from numba import njit\n@njit(cache=True)\ndef twice(x):\n    return x * 2\n")
+    compile_one = BARRIER + (
+        "import sys, time\n"
+        "import benchmark.features\n"
+        "import numpy as np, kernel\n"
+        "wait_for_all(sys.argv[2])\n"
+        "value = np.dtype(sys.argv[1]).type(3)\n"
+        "assert kernel.twice(value) == 6\n"
+        "print(sorted(kernel.twice.stats.cache_hits.values()) or [0])\n")
+    env = {**__import__("os").environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache"), "PYTHONPATH": str(tmp_path)}
+    dtypes = ["int64", "float64", "float32", "complex128"]
+    for round_ in ("compile", "load"):
+        (tmp_path / round_).mkdir()
+        start = f"{tmp_path / round_}:4"
+        workers = [subprocess.Popen([sys.executable, "-c", compile_one, dtype, start], env=env,
+                                    stdout=subprocess.PIPE, text=True) for dtype in dtypes]
+        outputs = [worker.communicate(timeout=180)[0] for worker in workers]
+        assert [worker.returncode for worker in workers] == [0] * 4, outputs
+    assert all(output.strip() == "[1]" for output in outputs), outputs  # the second round read the cache
+    assert len(list((tmp_path / "cache").rglob("*.nbc"))) == 4
