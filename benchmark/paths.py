@@ -40,5 +40,6 @@ def configure_numba_cache() -> None:
     from .numba_cache import make_process_safe
 
     if not os.environ.get("NUMBA_CACHE_DIR"):
-        os.environ["NUMBA_CACHE_DIR"] = str(user_cache_path("ser-bench") / "numba")
+        # "numba-locked": entries written before the saves were locked may be corrupt; never read them
+        os.environ["NUMBA_CACHE_DIR"] = str(user_cache_path("ser-bench") / "numba-locked")
     make_process_safe()
