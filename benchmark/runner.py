@@ -345,6 +345,7 @@ def computation(prepared: Prepared, runtime: Runtime, tuned: TunedParams | None)
     config = prepared.config
     inputs = build_inputs(prepared, runtime)
     yield "inputs", inputs
+    _training_copies_ahead(config, inputs, tuned, runtime.progress)
     results = []
     for result in evaluate_folds(config, inputs, tuned, runtime.jobs):
         results.append(replace(result, model=None))  # only the final model is logged; not sent twice
@@ -356,6 +357,18 @@ def computation(prepared: Prepared, runtime: Runtime, tuned: TunedParams | None)
     yield "pooled", (predictions, pooled, figures)
     if config.final_model:
         yield "final", _final_model(config, inputs, result, tuned.final if tuned else None)
+
+
+def _training_copies_ahead(config: RunConfig, inputs: Inputs, tuned: TunedParams | None, progress: bool) -> None:
+    """Audio-augmented copies (speed perturbation, noise) of every utterance some fold trains on,
+    extracted once here before the folds read them from the cache (augmented.extract_ahead)."""
+    wanted: set = set()
+    for fold in inputs.folds:
+        model = config.build_model(tuned.for_fold(fold.name) if tuned else None)
+        wanted.update(augmented.variants(getattr(model, "speed_perturb", False), getattr(model, "noise_snr_db", None)))
+    if wanted:
+        training = np.unique(np.concatenate([fold.train for fold in inputs.folds if len(fold.test)]))
+        augmented.extract_ahead(inputs.X, training, sorted(wanted), progress)
 
 
 def _logged_run(prepared: Prepared, runtime: Runtime, run_id: str, tuned: TunedParams | None,

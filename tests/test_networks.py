@@ -329,3 +329,52 @@ def test_audio_augmentation_perturbs_deterministically():
     np.testing.assert_array_equal(first, second)  # the same copy in every fold and process
     snr = 10 * np.log10(np.mean(signal**2) / np.mean((first - signal) ** 2))
     assert 9.0 < snr < 11.0
+
+
+def _extract_in_two_workers(paths):
+    """Run inside a joblib/loky worker: a standard extraction pool of two processes."""
+    from pathlib import Path
+
+    from benchmark.features import get_feature_set
+    from benchmark.features.extract import extract_features
+
+    result = extract_features([(Path(p).stem, p) for p in paths], get_feature_set("handcrafted36"),
+                              use_cache=False, jobs=2, progress=False)
+    return len(result.features), len(result.failed)
+
+
+def test_a_fold_worker_can_start_an_extraction_pool(tmp_path):
+    """Inside a loky worker the default start method is "loky", which children of a standard pool
+    could not resolve: every extraction worker died and the fold failed (a network's folds with
+    speed perturbation extract their copies there)."""
+    from joblib import Parallel, delayed, parallel_config
+
+    paths = [str(p) for p in sorted((fake_emodb(tmp_path) / "emodb" / "wav").glob("*.wav"))[:4]]
+    with parallel_config(backend="loky", inner_max_num_threads=1):
+        outcomes = Parallel(n_jobs=2)(delayed(_extract_in_two_workers)(paths) for _ in range(2))
+    assert outcomes == [(4, 0), (4, 0)]
+
+
+def test_network_with_speed_perturbation_runs_its_folds_in_two_workers(tmp_path):
+    """`bench run` with audio augmentation and the folds in worker processes: the training copies
+    are extracted once, before the folds (a progress line for them), and every fold finishes."""
+    from mlflow import MlflowClient
+
+    data = fake_emodb(tmp_path, n_per_emotion=2)
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    params = [arg for name, value in TINY["attn_blstm"].items() for arg in ("--param", f"{name}={value}")]
+    done = subprocess.run(
+        [str(os.path.join(os.path.dirname(sys.executable), "bench")), "run", "--model", "attn_blstm",
+         "--features", "librosa46", "--corpus", "emodb", "--classes", "7", "--norm", "speaker", "--no-final-model",
+         "--param", "speed_perturb=true", "--param", "epochs=2", "--param", "validation_fraction=0",
+         *params, "--jobs", "2", "--data-dir", str(data), "--cache-dir", str(tmp_path / "cache"),
+         "--tracking-uri", uri],
+        capture_output=True, text=True, timeout=900, env={**os.environ, "COLUMNS": "200"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "augmented: 14/14 files (100%)" in done.stderr + done.stdout  # both speeds, ahead of the folds
+    client = MlflowClient(uri)
+    runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
+    parent = next(r for r in runs if "mlflow.parentRunId" not in r.data.tags)
+    assert sum("mlflow.parentRunId" in r.data.tags for r in runs) == 2  # the two speakers' folds
+    assert parent.info.status == "FINISHED" and parent.data.metrics["n_utterances"] == 14
+    assert len(list((tmp_path / "cache").rglob("*.npz"))) >= 14 * 3  # clean + two speeds

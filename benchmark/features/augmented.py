@@ -131,6 +131,28 @@ class TrainingCopies:
         return len(self.X)
 
 
+def augmented_sets(base: FeatureSet, wanted: list[tuple[str, float]]) -> list["Augmented"]:
+    """One ``augmented`` feature set per (kind, value) over ``base`` with its options."""
+    options = tuple(sorted(vars(base.config).items()))
+    return [Augmented(base=base.name, base_options=options, kind=kind, value=value) for kind, value in wanted]
+
+
+def extract_ahead(X, indices: np.ndarray, wanted: list[tuple[str, float]], progress: bool = True) -> None:
+    """Extract the copies of the utterances at ``indices`` into the cache now, with every core and a
+    progress line, before the folds ask :func:`training_copies` for them.
+
+    Why: a network's folds run two at a time in worker processes, and each extracted its own
+    training copies: under LOSO nine tenths of the same files per fold, twice at once, silently.
+    ``indices`` must be training utterances only (the union of the folds' training parts)."""
+    from .extract import extract_features
+
+    if not wanted or not isinstance(X, FrameSources) or not len(indices):
+        return
+    items = [X.sources[i] for i in indices]
+    for feature_set in augmented_sets(X.feature_set, wanted):
+        extract_features(items, feature_set, cache_dir=X.cache_dir, jobs=X.jobs, progress=progress)
+
+
 def training_copies(X, train: np.ndarray, speed_perturb: bool = False,
                     noise_snr_db: float | None = None) -> TrainingCopies:
     """Augmented copies of the utterances at ``train`` (indices into ``X``) only; none if not asked."""
@@ -142,11 +164,9 @@ def training_copies(X, train: np.ndarray, speed_perturb: bool = False,
     if not isinstance(X, FrameSources):
         raise BenchError("audio augmentation (speed_perturb, noise_snr_db) needs a frame-level feature set and a "
                          "sequence model")
-    base, frames, source = X.feature_set, [], []
+    frames, source = [], []
     items = [X.sources[i] for i in train]
-    for kind, value in wanted:
-        feature_set = Augmented(base=base.name, base_options=tuple(sorted(vars(base.config).items())),
-                                kind=kind, value=value)
+    for feature_set in augmented_sets(X.feature_set, wanted):
         result = extract_features(items, feature_set, cache_dir=X.cache_dir, jobs=X.jobs, progress=False)
         for position, (uid, _) in enumerate(items):
             if uid in result.features:  # a copy that failed is skipped, as a bad file is

@@ -265,6 +265,18 @@ def extract_features(
     return result
 
 
+def standard_start_method(method: str) -> None:
+    """Make ``method`` this process's default start method if the default is not a standard one.
+
+    Why: inside a joblib/loky worker (a fold run in parallel) the default is "loky", and every child
+    of a standard pool is told to use the parent's default before it runs anything; a forkserver or
+    spawn child cannot resolve "loky" and dies, so the pool broke before its first file (seen: a
+    network's folds with speed perturbation, whose training copies are extracted inside the fold).
+    """
+    if multiprocessing.get_start_method(allow_none=True) not in multiprocessing.get_all_start_methods():
+        multiprocessing.set_start_method(method, force=True)
+
+
 def extract_in_workers(items: list[tuple[str, str]], init: tuple, jobs: int, per_task: int = 1):
     """Yield (uid, status, arrays, message) from worker processes; survive workers that die.
 
@@ -279,6 +291,7 @@ def extract_in_workers(items: list[tuple[str, str]], init: tuple, jobs: int, per
     from ..lifecycle import stop_pool
 
     method = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+    standard_start_method(method)
     pending = list(items)
     workers = max(1, min(jobs, -(-len(pending) // per_task)))
     while pending:
@@ -287,7 +300,12 @@ def extract_in_workers(items: list[tuple[str, str]], init: tuple, jobs: int, per
                                    initializer=_init_worker, initargs=init)
         broken = False
         try:
-            futures = {pool.submit(_work, list(task)): task for task in tasks}
+            futures = {}
+            try:
+                for task in tasks:
+                    futures[pool.submit(_work, list(task))] = task
+            except BrokenProcessPool:  # a worker died while work was still being handed out
+                broken = True
             done = set()
             for future in (as_completed(futures) if workers > 1 else list(futures)):
                 try:
