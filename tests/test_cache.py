@@ -128,7 +128,7 @@ if sys.argv[2] == "safe":
 slow_index = caching.IndexDataCacheFile._load_index
 def load_index_slowly(self):  # widen the window between reading the index and writing it
     overloads = slow_index(self)
-    time.sleep(0.5)
+    time.sleep(1.0)
     return overloads
 caching.IndexDataCacheFile._load_index = load_index_slowly
 cache = caching.IndexDataCacheFile(sys.argv[1], "module.function-1.py311", "stamp")
