@@ -127,8 +127,9 @@ def check_sqlite(path: Path, uri: str) -> None:
                          f"(a file inside it) or another path")
     if not path.is_file() or path.stat().st_size == 0:
         return
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+    try:  # read-write (the file is writable, checked above): a process killed mid-transaction leaves a
+        # hot journal that the next connection must roll back, which a read-only one cannot do
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=rw", uri=True, timeout=30)) as db:
             tables = [row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")]
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path}: not a readable sqlite database ({exc}); move it aside and let bench "

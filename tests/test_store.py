@@ -100,6 +100,40 @@ def test_half_migrated_store_is_explained_in_one_line(store_with_run, tmp_path):
         assert "half-migrated" in line and "_alembic_tmp_tags" in line and "mlflow db upgrade" in line
 
 
+def test_a_store_left_with_a_hot_journal_by_a_killed_run_opens(store_with_run, tmp_path):
+    """A run killed (kill -9) in the middle of an MLflow write leaves ``mlflow.db-journal`` behind;
+    the next connection must roll it back. The store check used to open read-only, which cannot,
+    and refused the store as "not a readable sqlite database" (seen in CI on a resumed tune)."""
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    uri, path = store_with_run
+    writer = subprocess.Popen([sys.executable, "-c", f"""
+import sqlite3, time
+db = sqlite3.connect({str(path)!r}, isolation_level=None)
+db.execute('PRAGMA cache_size=1')  # spill to the file (and journal) before commit
+db.execute('BEGIN')
+db.execute("UPDATE experiments SET name = name || '-half-written'")
+db.execute('CREATE TABLE filler (x)')
+db.executemany('INSERT INTO filler VALUES (?)', [(str(i) * 50,) for i in range(20000)])
+print('inside', flush=True)
+time.sleep(120)
+"""], stdout=subprocess.PIPE, text=True)
+    assert writer.stdout.readline().strip() == "inside"
+    os.kill(writer.pid, signal.SIGKILL)
+    writer.wait()
+    assert (tmp_path / "store" / "mlflow.db-journal").exists()  # the hot journal the kill left
+    done = bench("report", "--tracking-uri", uri, "--out-dir", str(tmp_path / "r"), cwd=tmp_path)
+    line = one_line_error(done)  # the store is empty of runs: report opened and queried it, and says so
+    assert "no finished `bench run`" in line and "not a readable" not in line, line
+    with sqlite3.connect(path) as db:  # rolled back: the half-written transaction is gone
+        names = [row[0] for row in db.execute("SELECT name FROM experiments")]
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    assert "ser-bench" in names and "filler" not in tables
+
+
 @pytest.mark.parametrize("uri, expected", [
     ("foo://somewhere/db", "unknown scheme"),
     ("postgres-typo:///x", "unknown scheme"),
