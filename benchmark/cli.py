@@ -219,7 +219,7 @@ def bench_command(
         ratios = Table("old / new", "ratio", "measured")
         for what, ratio, how in report.ratios:
             ratios.add_row(what, f"{ratio:.2f}x", how)
-        console.print(ratios)
+        print_table(ratios)
     console.print(f"TensorFlow imported by this {model} run: {'yes' if report.tensorflow_imported else 'no'}; "
                   f"heavy frameworks loaded: {', '.join(report.heavy_imports) or 'none'}")
     if report.predict_imports:

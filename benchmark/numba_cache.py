@@ -19,15 +19,23 @@ import fcntl
 import importlib.abc
 import importlib.machinery
 import itertools
+import os
 import sys
 
 TARGET = "numba.core.caching"
 
 
 def locked_save(self, key, data) -> None:
-    """``IndexDataCacheFile.save`` under an exclusive lock on ``<index>.lock``, data before index."""
-    with open(self._index_path + ".lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+    """``IndexDataCacheFile.save`` under an exclusive lock on ``<index>.lock``, data before index.
+
+    A lock file this process cannot open (another user's, in a shared cache folder) falls back to
+    numba's own unlocked save (open to the race, as numba is alone) rather than failing the compilation."""
+    try:  # read-only is enough for flock, and opens another user's lock file too
+        lock = os.open(self._index_path + ".lock", os.O_RDONLY | os.O_CREAT, 0o666)
+    except OSError:
+        return ORIGINAL_SAVE[0](self, key, data)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the descriptor closes
         overloads = self._load_index()
         data_name = overloads.get(key)
         if data_name is None:
@@ -37,10 +45,18 @@ def locked_save(self, key, data) -> None:
         if overloads.get(key) != data_name:
             overloads[key] = data_name
             self._save_index(overloads)
+    finally:
+        os.close(lock)
+
+
+ORIGINAL_SAVE: list = []  # numba's own save, kept for the fallback above
 
 
 def patch(caching_module) -> None:
-    caching_module.IndexDataCacheFile.save = locked_save
+    cache_file = caching_module.IndexDataCacheFile
+    if cache_file.save is not locked_save:
+        ORIGINAL_SAVE[:] = [cache_file.save]
+        cache_file.save = locked_save
 
 
 class _PatchOnImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):

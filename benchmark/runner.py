@@ -362,12 +362,13 @@ def computation(prepared: Prepared, runtime: Runtime, tuned: TunedParams | None)
 def _training_copies_ahead(config: RunConfig, inputs: Inputs, tuned: TunedParams | None, progress: bool) -> None:
     """Audio-augmented copies (speed perturbation, noise) of every utterance some fold trains on,
     extracted once here before the folds read them from the cache (augmented.extract_ahead)."""
+    folds = [fold for fold in inputs.folds if len(fold.test)]  # the folds evaluate_folds will run
     wanted: set = set()
-    for fold in inputs.folds:
+    for fold in folds:
         model = config.build_model(tuned.for_fold(fold.name) if tuned else None)
         wanted.update(augmented.variants(getattr(model, "speed_perturb", False), getattr(model, "noise_snr_db", None)))
     if wanted:
-        training = np.unique(np.concatenate([fold.train for fold in inputs.folds if len(fold.test)]))
+        training = np.unique(np.concatenate([fold.train for fold in folds]))
         augmented.extract_ahead(inputs.X, training, sorted(wanted), progress)
 
 

@@ -119,16 +119,19 @@ def wait_for_all(spec):
 
 NUMBA_SAVE_RACE = BARRIER + """
 import sys, time
-from multiprocessing import Barrier
 import numba.core.caching as caching
 from benchmark.numba_cache import make_process_safe
 
-if sys.argv[2] == "safe":
+safe = sys.argv[2] == "safe"
+if safe:
     make_process_safe()
 slow_index = caching.IndexDataCacheFile._load_index
 def load_index_slowly(self):  # widen the window between reading the index and writing it
     overloads = slow_index(self)
-    time.sleep(1.0)
+    if safe:  # under the lock: the others wait for it, so no barrier (it would deadlock)
+        time.sleep(0.2)
+    else:  # unlocked: every process has read the index before any writes it, the race each time
+        wait_for_all(sys.argv[5])
     return overloads
 caching.IndexDataCacheFile._load_index = load_index_slowly
 cache = caching.IndexDataCacheFile(sys.argv[1], "module.function-1.py311", "stamp")
@@ -140,8 +143,10 @@ cache.save(("signature", sys.argv[3]), "machine code of " + sys.argv[3])
 def _race_numba_saves(folder, mode: str, n: int = 4):
     folder.mkdir()
     (folder.parent / f"{folder.name}_ready").mkdir()
+    (folder.parent / f"{folder.name}_read").mkdir()
     start = f"{folder.parent / (folder.name + '_ready')}:{n}"  # once every interpreter has imported numba
-    workers = [subprocess.Popen([sys.executable, "-c", NUMBA_SAVE_RACE, str(folder), mode, str(i), start])
+    read = f"{folder.parent / (folder.name + '_read')}:{n}"  # once every process has read the index
+    workers = [subprocess.Popen([sys.executable, "-c", NUMBA_SAVE_RACE, str(folder), mode, str(i), start, read])
                for i in range(n)]
     assert [worker.wait(timeout=120) for worker in workers] == [0] * n
     import numba.core.caching as caching
@@ -156,6 +161,20 @@ def test_numba_cache_saves_from_concurrent_processes_keep_each_signature_its_own
     assert any(code != f"machine code of {i}" for i, code in unsafe.items())  # the race is real
     safe = _race_numba_saves(tmp_path / "ser_bench", "safe")
     assert safe == {str(i): f"machine code of {i}" for i in range(4)}
+
+
+def test_a_numba_lock_file_that_cannot_be_opened_falls_back_to_numbas_own_save(tmp_path):
+    """Another user's lock file in a shared cache folder (here: a folder in its place, which no
+    process can open as a file) must not fail the compilation: numba's own save is used instead."""
+    import numba.core.caching as caching
+
+    from benchmark.numba_cache import make_process_safe
+
+    make_process_safe()
+    cache = caching.IndexDataCacheFile(str(tmp_path), "module.function-1.py311", "stamp")
+    (tmp_path / "module.function-1.py311.nbi.lock").mkdir()
+    cache.save(("signature", "a"), "machine code of a")
+    assert cache.load(("signature", "a")) == "machine code of a"
 
 
 def test_numba_functions_compiled_by_concurrent_processes_load_and_run(tmp_path):

@@ -128,7 +128,8 @@ time.sleep(120)
     done = bench("report", "--tracking-uri", uri, "--out-dir", str(tmp_path / "r"), cwd=tmp_path)
     line = one_line_error(done)  # the store is empty of runs: report opened and queried it, and says so
     assert "no finished `bench run`" in line and "not a readable" not in line, line
-    with sqlite3.connect(path) as db:  # rolled back: the half-written transaction is gone
+    assert not (tmp_path / "store" / "mlflow.db-journal").exists()  # bench rolled it back
+    with sqlite3.connect(path) as db:  # the half-written transaction is gone
         names = [row[0] for row in db.execute("SELECT name FROM experiments")]
         tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type='table'")}
     assert "ser-bench" in names and "filler" not in tables

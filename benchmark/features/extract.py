@@ -273,7 +273,8 @@ def standard_start_method(method: str) -> None:
     spawn child cannot resolve "loky" and dies, so the pool broke before its first file (seen: a
     network's folds with speed perturbation, whose training copies are extracted inside the fold).
     """
-    if multiprocessing.get_start_method(allow_none=True) not in multiprocessing.get_all_start_methods():
+    current = multiprocessing.get_start_method(allow_none=True)  # None: not chosen yet, leave it so
+    if current is not None and current not in multiprocessing.get_all_start_methods():
         multiprocessing.set_start_method(method, force=True)
 
 
