@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import sys
 import warnings
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -199,11 +200,13 @@ def shared(options: TuneOptions) -> bool:
     return options.jobs > 1 or options.storage is not None
 
 
-def sampler_seed(config: RunConfig, options: TuneOptions) -> int:
-    """The run's seed for a lone worker (reproducible); mixed with the process id for a shared
-    study, or every worker would propose the same points."""
-    seed = config.task.seed
-    return seed if not shared(options) else (seed * 1_000_003 + os.getpid()) % 2**31
+def sampler_seed(config: RunConfig, options: TuneOptions, study_name: str) -> int:
+    """The run's seed mixed with the study's name, so that the studies of the outer folds do not all
+    try the same first points (seen: 12 trials over six studies covered three points); for a lone
+    worker that is reproducible; for a shared study also mixed with the process id, or every worker
+    would propose the same points."""
+    seed = zlib.crc32(f"{config.task.seed}:{study_name}".encode())
+    return seed % 2**31 if not shared(options) else (seed * 1_000_003 + os.getpid()) % 2**31
 
 
 def finished_or_running(study) -> int:
@@ -281,7 +284,7 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
         name = f"{base_name}@{suffix}"
         study = optuna.create_study(
             study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=sampler_seed(config, options), constant_liar=shared(options)),
+            sampler=optuna.samplers.TPESampler(seed=sampler_seed(config, options, name), constant_liar=shared(options)),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=3))
         for key, value in attrs.items():
             study.set_user_attr(key, value)

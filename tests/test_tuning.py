@@ -51,6 +51,10 @@ def test_tune_then_run_with_params_from(data_dir, stores):
     summaries = optuna.get_all_study_summaries(stores["storage"])
     assert sorted(s.study_name for s in summaries) == sorted(f"{name}@{k}" for k in best)
     assert all(s.n_trials == 3 for s in summaries)
+    # each outer fold's study starts its search from points of its own, not the same ones
+    firsts = {repr(sorted(optuna.load_study(study_name=s.study_name, storage=stores["storage"]).trials[0].params.items()))
+              for s in summaries}
+    assert len(firsts) == len(summaries)
 
     # resuming with the same command adds nothing; asking for more adds only the difference
     tune(config, runtime(data_dir, stores), TuneOptions(trials=3, storage=stores["storage"]))
