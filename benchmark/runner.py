@@ -190,7 +190,7 @@ def fit_and_predict(config: RunConfig, X, labels, groups, train, test, on_epoch=
     """
     normaliser = Normaliser(config.task.norm).fit(take(X, train), groups[train])
     model = config.build_model(params)
-    if getattr(model, "speed_perturb", False) or getattr(model, "noise_snr_db", None) is not None:
+    if augmented.model_variants(model):
         model.training_copies = augmented.normalised_copies(X, train, groups, normaliser, model)  # train only
     model.fit(normaliser.transform(take(X, train), groups[train]), labels[train], groups=groups[train],
               on_epoch=on_epoch)
@@ -366,7 +366,7 @@ def _training_copies_ahead(config: RunConfig, inputs: Inputs, tuned: TunedParams
     wanted: set = set()
     for fold in folds:
         model = config.build_model(tuned.for_fold(fold.name) if tuned else None)
-        wanted.update(augmented.variants(getattr(model, "speed_perturb", False), getattr(model, "noise_snr_db", None)))
+        wanted.update(augmented.model_variants(model))
     if wanted:
         training = np.unique(np.concatenate([fold.train for fold in folds]))
         augmented.extract_ahead(inputs.X, training, sorted(wanted), progress)

@@ -98,6 +98,11 @@ def variants(speed_perturb: bool, noise_snr_db: float | None) -> list[tuple[str,
     return out
 
 
+def model_variants(model) -> list[tuple[str, float]]:
+    """The audio augmentations a built model asks for (none for models without the options)."""
+    return variants(getattr(model, "speed_perturb", False), getattr(model, "noise_snr_db", None))
+
+
 class FrameSources(list):
     """The runner's list of frame arrays, remembering which file and feature set each came from, so
     augmented copies of a training fold can be extracted (through the cache) when a fold asks."""
