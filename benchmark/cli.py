@@ -78,16 +78,21 @@ def data_download(
 ):
     """Download, verify and extract a corpus (resumable: re-run after an interruption)."""
     from .corpora import CORPORA, get_corpus
-    from .corpora.contents import manifest_path
+    from .corpora.contents import manifest_path, verify_folder
     from .corpora.download import download_corpus
     from .paths import data_root
 
     root = data_root(data_dir) / name
+    pinned = manifest_path(CORPORA[name]) if name in CORPORA else None
+    if pinned and not (no_manifest or base_url or sha256) and root.is_dir() and verify_folder(name, root).ok:
+        # a copy already here and verified: downloading it again costs time and needs a network
+        console.print(f"{name}: already in {root}, every audio file matches the pinned manifest {pinned.name}; "
+                      f"nothing to download", soft_wrap=True)
+        return
     checksums = download_corpus(name, root, base_url=base_url, sha256=list(sha256), check_manifest=not no_manifest)
     found = get_corpus(name, root=root).utterances()
     for filename, digest in checksums.items():
         console.print(f"{filename}: sha256 {digest}")
-    pinned = manifest_path(CORPORA[name])
     if pinned and not no_manifest:
         console.print(f"{name}: every audio file matches the pinned manifest {pinned.name}")
     console.print(f"[green]{name}[/]: {len(found)} utterances in {root}")

@@ -103,3 +103,22 @@ def test_fingerprint_changes_with_content(small_emodb):
     next((small_emodb / "wav").glob("*.wav")).unlink()
     assert get_corpus("emodb", root=small_emodb).fingerprint() != before
 
+
+
+def test_download_of_a_corpus_already_here_and_verified_downloads_nothing(real_data_dir, real_emodb_dir):
+    """The README's first command, `bench data download emodb`, as typed, for a user whose
+    $SER_BENCH_DATA already holds EMO-DB: the copy is checked against the pinned manifest and
+    nothing is fetched (before, it downloaded the archive again, and failed without a network)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    bench = str(Path(sys.executable).parent / "bench")
+    before = sorted(p.name for p in real_emodb_dir.iterdir())
+    done = subprocess.run([bench, "data", "download", "emodb"], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "SER_BENCH_DATA": str(real_data_dir)})
+    assert done.returncode == 0, done.stderr[-2000:]
+    said = " ".join(done.stdout.split())
+    assert "nothing to download" in said and "matches the pinned manifest" in said
+    assert sorted(p.name for p in real_emodb_dir.iterdir()) == before  # no .downloads/, nothing staged
