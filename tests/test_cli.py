@@ -44,6 +44,11 @@ def test_bad_values_are_one_line_errors(tmp_path):
     assert result.exit_code == 2 and "bench data download emodb" in result.output
     result = runner.invoke(app, ["features", "list"])
     assert result.exit_code == 0 and "handcrafted36" in result.output
+    # an option out of range is named before any corpus is looked at or file is read
+    result = runner.invoke(app, ["run", "--model", "svm", "--features", "librosa46", "--feature-param", "n_fft=0",
+                                 "--data-dir", str(tmp_path)], env={"COLUMNS": "300"})
+    assert result.exit_code == 2, result.output
+    assert result.output.strip() == "error: feature set librosa46: n_fft=0 is invalid (input should be greater than or equal to 128)"
 
 
 def test_none_is_none_in_name_value_options():

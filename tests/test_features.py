@@ -126,3 +126,28 @@ def test_config_changes_cache_key_and_unknown_options_fail():
         get_feature_set("handcrafted36", hop=3)
     with pytest.raises(BenchError, match="unknown feature set"):
         get_feature_set("wav2vec")
+
+
+@pytest.mark.parametrize("name, option, bad, edge", [
+    ("librosa46", "duration_s", -3, 0.01), ("librosa46", "n_fft", 0, 128), ("librosa46", "hop_length", -5, 16),
+    ("librosa46", "n_mfcc", 500, 128), ("handcrafted36", "window_s", 0, 0.015), ("handcrafted36", "step_s", -1, 0.001),
+    ("logmel", "n_mels", 0, 1), ("logmel", "window_s", 100, 0.002), ("logmel", "hop_s", 0, 0.001),
+])
+def test_feature_options_out_of_range_fail_when_the_set_is_built(name, option, bad, edge):
+    """A bad --feature-param is a one-line error before any file is read (before: it failed on every
+    file as it was extracted, or, for step_s=-1 and n_mfcc=500, silently gave wrong columns); the
+    edge of each range still gives finite features of the declared width."""
+    with pytest.raises(BenchError, match=f"feature set {name}: {option}={bad!r} is invalid"):
+        get_feature_set(name, **{option: bad})
+    feature_set = get_feature_set(name, **{option: edge})
+    signal = (0.1 * np.sin(np.arange(16000) / 7)).astype(np.float32)
+    frames = feature_set.extract(signal)["frames"]
+    assert frames.shape[0] >= 1 and frames.shape[1] == len(feature_set.feature_names)
+    assert np.isfinite(frames).all()
+
+
+def test_augmented_copies_check_their_value():
+    with pytest.raises(BenchError, match="SNR 500.0 dB outside"):
+        get_feature_set("augmented", kind="noise", value=500)
+    with pytest.raises(BenchError, match="speed factor 3.0 outside"):
+        get_feature_set("augmented", kind="speed", value=3)

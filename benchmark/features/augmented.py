@@ -49,6 +49,8 @@ class Augmented(FeatureSet):
             raise BenchError(f"augmented: kind={self.config.kind!r}; use one of {', '.join(KINDS)}")
         if self.config.kind == "speed" and not 0.5 <= self.config.value <= 2.0:
             raise BenchError(f"augmented: speed factor {self.config.value} outside 0.5..2.0 (e.g. 0.9 or 1.1)")
+        if self.config.kind == "noise" and not -20 <= self.config.value <= 80:  # the networks' noise_snr_db range
+            raise BenchError(f"augmented: SNR {self.config.value} dB outside -20..80 (e.g. 10 or 20)")
 
     @property
     def base_set(self) -> FeatureSet:

@@ -18,6 +18,9 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Annotated
+
+from annotated_types import Interval
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -41,8 +44,9 @@ FEATURE_NAMES = (
 
 @dataclass(frozen=True)
 class Handcrafted36Config(FeatureConfig):
-    window_s: float = 0.050
-    step_s: float = 0.025
+    # pyAudioAnalysis' chroma mapping needs a window of at least 15 ms at 16 kHz (see chroma_matrix)
+    window_s: Annotated[float, Interval(ge=0.015, le=1.0)] = 0.050
+    step_s: Annotated[float, Interval(ge=0.001, le=1.0)] = 0.025
 
 
 @lru_cache(maxsize=8)
@@ -78,7 +82,7 @@ def chroma_matrix(sr: int, num_fft: int) -> np.ndarray:
     freqs = (np.arange(num_fft) + 1) * sr / (2 * num_fft)
     slots = np.round(12.0 * np.log2(freqs / 27.50)).astype(int)
     if slots.max() >= num_fft:
-        raise ValueError("window too long for pyAudioAnalysis-compatible chroma")
+        raise ValueError("window too short for pyAudioAnalysis-compatible chroma (use window_s >= 0.015)")
     counts = np.zeros(num_fft)
     for slot in np.unique(slots):
         members = np.nonzero(slots == slot)[0]

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Annotated
+
+from annotated_types import Interval
 
 import numpy as np
 
@@ -21,18 +24,20 @@ DELTA_WIDTH = 9  # librosa.feature.delta's default window, needs at least this m
 
 @dataclass(frozen=True)
 class Librosa46Config(FeatureConfig):
-    duration_s: float | None = 5.0  # pad/cut to this length (the seed's 5 s); None keeps every frame
-    n_fft: int = 512
-    hop_length: int = 512
-    n_mfcc: int = 20
+    # Ranges: where the single-STFT recipe gives finite values (smaller n_fft leaves mel bands empty),
+    # checked once when the set is built, so a bad --feature-param fails before any file is read.
+    duration_s: Annotated[float, Interval(gt=0, le=600)] | None = 5.0  # pad/cut to this length (the seed's 5 s); None keeps every frame
+    n_fft: Annotated[int, Interval(ge=128, le=16384)] = 512
+    hop_length: Annotated[int, Interval(ge=16, le=16384)] = 512
+    n_mfcc: Annotated[int, Interval(ge=1, le=128)] = 20  # at most the 128 mel bands it is computed from
 
 
 def fit_length(signal: np.ndarray, sr: int, config: Librosa46Config) -> np.ndarray:
-    """Pad/cut to ``duration_s`` as the seed did, or pad very short signals to 9 frames."""
+    """Pad/cut to ``duration_s`` as the seed did; then pad anything shorter than 9 frames (the deltas' window)."""
     import librosa
 
     if config.duration_s is not None:
-        return librosa.util.fix_length(signal, size=int(round(sr * config.duration_s)))
+        signal = librosa.util.fix_length(signal, size=int(round(sr * config.duration_s)))
     shortest = config.hop_length * (DELTA_WIDTH - 1)
     return signal if signal.shape[0] >= shortest else np.pad(signal, (0, shortest - signal.shape[0]))
 

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Annotated
+
+from annotated_types import Interval
 
 import numpy as np
 
@@ -22,9 +25,9 @@ DELTA_WIDTH = 9  # librosa.feature.delta's default window; shorter signals are p
 
 @dataclass(frozen=True)
 class LogMelConfig(FeatureConfig):
-    n_mels: int = 64
-    window_s: float = 0.025
-    hop_s: float = 0.010
+    n_mels: Annotated[int, Interval(ge=1, le=256)] = 64
+    window_s: Annotated[float, Interval(ge=0.002, le=1.0)] = 0.025
+    hop_s: Annotated[float, Interval(ge=0.001, le=1.0)] = 0.010
     deltas: bool = True  # False: the 64 static bands only
 
 
