@@ -20,7 +20,7 @@ import typing
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import Annotated, Any, Iterable, Mapping
 
-from annotated_types import Ge
+from annotated_types import Ge, Interval
 
 from .errors import BenchError
 
@@ -38,7 +38,7 @@ class Task:
 
     classes: str = "all"  # "all", a named set ("2", "4", "5", "6", "7") or "anger,sadness,..."
     norm: str = "global"  # see benchmark.normalise.MODES
-    seed: int = 0
+    seed: Annotated[int, Interval(ge=0, le=2**32 - 1)] = 0  # what numpy and scikit-learn accept as a seed
     map: str = ""  # emotion renames applied when utterances load, "calm=neutral,..." (benchmark.vocabulary)
 
 
