@@ -493,8 +493,9 @@ def report_command(
     features: Optional[str] = typer.Option(None, "--features", help="--matrix: only this feature set."),
 ):
     """Build the comparison table (Markdown, HTML, CSV) from the MLflow store."""
-    from .report import collect, to_markdown, write_report
+    from .report import check_report_name, collect, to_markdown, write_report
 
+    check_report_name(name)  # before reading the store
     if matrix:
         from . import matrix as cross
 

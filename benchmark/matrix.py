@@ -18,7 +18,7 @@ import pandas as pd
 
 from .errors import BenchError
 from .metrics import uar_interval
-from .report import finished_runs
+from .report import check_report_name, finished_runs
 
 
 def collect_matrix(tracking_uri: str | None, experiments: list[str] | None = None, model: str | None = None,
@@ -102,6 +102,7 @@ def to_markdown(table: pd.DataFrame, name: str) -> str:
 
 
 def write_matrix(table: pd.DataFrame, name: str, out_dir: str | Path = "reports") -> list[Path]:
+    check_report_name(name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.md", out / f"{name}.csv"]

@@ -204,7 +204,15 @@ def to_html(report: Report, name: str) -> str:
             "</body></html>\n")
 
 
+def check_report_name(name: str) -> str:
+    """A report name is a file name inside ``--out-dir``: ``--name ../../etc/x`` wrote outside it."""
+    if not name or name in (".", "..") or any(sep in name for sep in ("/", "\\", "\0")):
+        raise BenchError(f"--name {name!r}: give a plain file name such as networks (files go to --out-dir)")
+    return name
+
+
 def write_report(report: Report, name: str, out_dir: str | Path = "reports") -> list[Path]:
+    check_report_name(name)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = [out / f"{name}.md", out / f"{name}.html", out / f"{name}.csv"]

@@ -81,3 +81,14 @@ def test_tables_written_to_a_file_keep_every_cell_on_one_line(monkeypatch):
     assert "xgboost[n_estimators=30]/handcrafted36[duration_s=None]" in text
     assert "bd7dee9a991c4d7eb6e6f0123456789a" in text and "+0.038 [+0.008, +0.068]" in text
     assert max(map(len, text.splitlines())) > 80
+
+
+def test_report_name_stays_inside_the_out_dir(tmp_path):
+    """`--name` is a file name: `--name ../x` wrote the report beside --out-dir, not into it."""
+    out = tmp_path / "reports"
+    for flags in ([], ["--matrix"]):
+        result = runner.invoke(app, ["report", "--name", "../escaped", "--out-dir", str(out), *flags,
+                                     "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}"], env={"COLUMNS": "300"})
+        assert result.exit_code == 2, result.output
+        assert "give a plain file name" in result.output and "Traceback" not in result.output
+    assert not list(tmp_path.glob("escaped*")) and not out.exists()
