@@ -6,6 +6,7 @@ and one recorded at 16 kHz mono are compared on equal terms.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +33,10 @@ def load_audio(path: str | Path, sr: int = TARGET_SR) -> np.ndarray:
     if path.stat().st_size == 0:
         raise AudioError(f"{path}: file is empty (0 bytes); re-download or remove it")
     try:
-        signal, file_sr = sf.read(str(path), dtype="float32", always_2d=True)
+        # bytes: libsndfile gets the name as the file system has it (a str name that is not UTF-8
+        # would be re-encoded strictly by soundfile and fail)
+        name = os.fsencode(path) if os.name == "posix" else str(path)
+        signal, file_sr = sf.read(name, dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types for broken headers
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise AudioError(

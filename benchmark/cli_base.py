@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.logging import RichHandler
 
-from .errors import BenchError
+from .errors import BenchError, printable
 
 console = Console()
 err_console = Console(stderr=True)
@@ -40,7 +40,7 @@ def friendly_errors(command):
         try:
             return command(*args, **kwargs)
         except BenchError as exc:
-            err_console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            err_console.print(f"[bold red]error:[/] {printable(str(exc))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except Exception as exc:  # a store failure deep inside MLflow (full disk, read-only): one line too
             from .store import explain

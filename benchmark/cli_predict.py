@@ -13,7 +13,7 @@ import typer
 from rich.table import Table
 
 from .cli_base import console, err_console, friendly_errors, print_table
-from .errors import BenchError
+from .errors import BenchError, printable
 
 
 def predict_command(
@@ -36,7 +36,8 @@ def predict_command(
     predictor = Predictor(model or latest_model_uri(tracking_uri), tracking_uri, trust_model)
     probabilities, ok, failed = predictor.predict(files, progress=output_format == "table")
     ranked = top_k(probabilities, predictor.labels, top)
-    rows = [{"path": str(p), **{f"top{i + 1}": label for i, (label, _) in enumerate(r)},
+    # printable: a file name that is not UTF-8 is shown with \xNN escapes, not a crash of the writer
+    rows = [{"path": printable(str(p)), **{f"top{i + 1}": label for i, (label, _) in enumerate(r)},
              **{f"p{i + 1}": round(prob, 4) for i, (_, prob) in enumerate(r)}} for p, r in zip(ok, ranked)]
     if output_format == "json":
         print(json.dumps({"model": predictor.uri, "predictions": rows, "failed": failed}, indent=2))
@@ -45,14 +46,14 @@ def predict_command(
         writer.writeheader()
         writer.writerows(rows)
     elif len(files) == 1 and ok:
-        table = Table("rank", "emotion", "probability", title=f"{ok[0].name} ({predictor.uri})")
+        table = Table("rank", "emotion", "probability", title=f"{printable(ok[0].name)} ({predictor.uri})")
         for rank, (label, prob) in enumerate(ranked[0], start=1):
             table.add_row(str(rank), label, f"{prob:.3f}")
         print_table(table)
     else:
         table = Table("file", *[f"top {i + 1}" for i in range(min(top, len(predictor.labels)))], title=predictor.uri)
         for p, r in zip(ok, ranked):
-            table.add_row(str(p), *[f"{label} {prob:.3f}" for label, prob in r])
+            table.add_row(printable(str(p)), *[f"{label} {prob:.3f}" for label, prob in r])
         print_table(table)
     for message in failed.values():
         err_console.print(f"skipped: {message}", highlight=False, soft_wrap=True)

@@ -22,3 +22,9 @@ class AudioError(BenchError):
 
 class DownloadError(BenchError):
     """A corpus archive could not be downloaded, verified or extracted safely."""
+
+
+def printable(text: str) -> str:
+    """``text`` with the undecodable bytes of a file name (Python keeps them as lone surrogates, which
+    no UTF-8 writer accepts) shown as ``\\xff`` escapes: ids, speakers and messages stay writable."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")

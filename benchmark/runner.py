@@ -105,17 +105,21 @@ class Prepared:
     protocol: Any
     data: Any  # ProtocolData
     by_corpus: dict[str, list]
+    # files the corpus scans could not use (dangling links, unknown emotion folders, ...): they are
+    # warned about when found and counted with the unreadable ones, so the run's "N files skipped" is whole
+    scan_skipped: dict[str, str] = field(default_factory=dict)
 
 
 def prepare(config: RunConfig, runtime: Runtime) -> Prepared:
     """Load the protocol's corpora and select its utterances (before any MLflow run exists)."""
     protocol = config.build_protocol()
-    by_corpus = {}
+    by_corpus, scan_skipped = {}, {}
     for name in protocol.corpus_names():
         corpus = open_corpus(name, runtime.data_dir)
         by_corpus[name] = [u if u.corpus == name else replace(u, corpus=name)
                            for u in subsample(corpus.utterances(), config.slice.max_per_speaker_class,
                                               config.slice.max_speakers)]
+        scan_skipped.update({f"{name}:scan:{i}": message for i, message in enumerate(corpus.skipped)})
     by_corpus = apply_map(parse_map(config.task.map), by_corpus)
     data = protocol.select(by_corpus)
     for note in data.notes:  # e.g. the emotions corpora share and what each one drops
@@ -126,7 +130,7 @@ def prepare(config: RunConfig, runtime: Runtime) -> Prepared:
     feature_set.cache_key()  # finds external weights (SSL models) now: a missing one fails before any run
     # the set may pin what it resolved (an SSL model's commit): the logged config says exactly that
     config = replace(config, features=replace(config.features, params=asdict(feature_set.config)))
-    return Prepared(config, feature_set, protocol, data, by_corpus)
+    return Prepared(config, feature_set, protocol, data, by_corpus, scan_skipped)
 
 
 def warn_if_speakers_lack_emotions(data, norm: str = "speaker") -> None:
@@ -180,7 +184,8 @@ def build_inputs(prepared: Prepared, runtime: Runtime) -> Inputs:
             raise BenchError(f"fold {fold.name} has no readable training utterance ({len(extraction.failed)} files "
                              f"skipped, see above); fix or remove those files, or choose other speakers/corpora")
         folds.append(Fold(fold.name, train, test))
-    return Inputs(utterances, X, data.labels[keep], data.groups[keep], folds, data.classes, extraction.failed)
+    return Inputs(utterances, X, data.labels[keep], data.groups[keep], folds, data.classes,
+                  {**prepared.scan_skipped, **extraction.failed})
 
 
 def fit_and_predict(config: RunConfig, X, labels, groups, train, test, on_epoch=None, params=None):

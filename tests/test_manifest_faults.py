@@ -136,3 +136,31 @@ def test_bad_manifest_in_a_run_is_one_line(audio):
         scan(path)
     line = one_line_error(bench("run", "--model", "svm", "--corpus", f"folder:{path}", cwd=audio))
     assert "different emotions" in line
+
+
+def test_file_names_that_are_not_utf8_are_read_run_and_predicted(tmp_path):
+    """A corpus copied from an old archive can hold file names in Latin-1. Before, such a name broke
+    `bench run` with a UnicodeEncodeError traceback (the run's fingerprint, then the MLflow log), the
+    file was reported undecodable, and `bench predict` crashed printing it. Now it is read like any
+    file and shown with a \\xff escape; a dangling link is counted with the skipped files."""
+    root = tone_corpus(tmp_path / "tree", speakers=3, per_emotion=2)
+    latin1 = os.fsencode(root / "anger" / "spk1") + b"/caf\xe9.wav"
+    os.rename(os.fsencode(root / "anger" / "spk1" / "1.wav"), latin1)
+    os.symlink(root / "anger" / "spk0" / "missing.wav", root / "anger" / "spk0" / "dangling.wav")
+    env = {"COLUMNS": "250", "PYTHONIOENCODING": "utf-8"}  # a strict UTF-8 stdout, as in many terminals
+    result = bench("run", "--model", "svm", "--features", "handcrafted36", "--corpus", f"folder:{root}",
+                   "--split", "random", "--jobs", "1", "--data-dir", str(tmp_path / "none"), cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    assert "12 utterances, 1 files skipped" in result.stdout  # 12 tones read (the Latin-1 one too), 1 link
+    assert "dangling.wav" in result.stderr
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                             "tags.ser_bench_kind = 'run'")[0]
+    logged = Path(client.download_artifacts(run.info.run_id, "skipped_files.txt", str(tmp_path))).read_text()
+    assert "dangling.wav" in logged and run.data.metrics["n_skipped_files"] == 1
+    predicted = bench("predict", os.fsdecode(latin1), "--format", "csv", cwd=tmp_path, env=env)
+    assert predicted.returncode == 0, predicted.stderr[-3000:]
+    assert "caf\\xe9.wav," in predicted.stdout

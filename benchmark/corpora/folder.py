@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..audio import AUDIO_SUFFIXES
 from ..corpora import register_corpus
-from ..errors import CorpusNotFoundError, LabelError
+from ..errors import CorpusNotFoundError, LabelError, printable
 from .base import Corpus, Utterance, canonical_emotion
 
 REQUIRED_COLUMNS = ("path", "emotion", "speaker")
@@ -139,12 +139,12 @@ class FolderCorpus(Corpus):
                 continue
             for path, problem in walk(emotion_dir):
                 if problem:
-                    skipped.append(problem)
+                    skipped.append(printable(problem))
                     continue
                 nested = path.parent != emotion_dir
-                speaker = path.parent.name if nested else path.stem
-                found.append(Utterance(
-                    id=f"{self.corpus_name}/{path.relative_to(self.root).with_suffix('').as_posix()}",
+                speaker = printable(path.parent.name if nested else path.stem)
+                found.append(Utterance(  # a file name that is not UTF-8 is read as it is, named with escapes
+                    id=f"{self.corpus_name}/{printable(path.relative_to(self.root).with_suffix('').as_posix())}",
                     path=path, emotion=emotion, label=emotion_dir.name, speaker=speaker,
                     gender=None, corpus=self.corpus_name,
                 ))

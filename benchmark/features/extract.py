@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from ..audio import load_audio
-from ..errors import BenchError
+from ..errors import BenchError, printable
 from ..paths import cache_root
 from ..progress import progress as progress_lines
 from .base import FeatureSet
@@ -225,7 +225,7 @@ def extract_features(
 
     def record(uid: str, status: str, arrays, message: str) -> None:
         if status == "failed":
-            result.failed[uid] = message
+            result.failed[uid] = message = printable(message)  # a non-UTF-8 file name must not break the log
             log.warning("skipped %s", message)
             return
         result.features[uid] = arrays
