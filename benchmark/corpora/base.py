@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
-from ..errors import CorpusNotFoundError, LabelError
+from ..errors import CorpusNotFoundError, LabelError, printable
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +93,8 @@ class Corpus(ABC):
     def utterances(self) -> list[Utterance]:
         if self._utterances is None:
             found, skipped = self.scan()
-            self.skipped = skipped
-            for message in skipped:
+            self.skipped = [printable(message) for message in skipped]  # a non-UTF-8 name must not break a log
+            for message in self.skipped:
                 log.warning("skipped %s", message)
             if not found:
                 raise CorpusNotFoundError(self.missing_message("no usable audio files"))

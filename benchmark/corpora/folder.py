@@ -139,7 +139,7 @@ class FolderCorpus(Corpus):
                 continue
             for path, problem in walk(emotion_dir):
                 if problem:
-                    skipped.append(printable(problem))
+                    skipped.append(problem)
                     continue
                 nested = path.parent != emotion_dir
                 speaker = printable(path.parent.name if nested else path.stem)
