@@ -38,7 +38,9 @@ def load_audio(path: str | Path, sr: int = TARGET_SR) -> np.ndarray:
         name = os.fsencode(path) if os.name == "posix" else str(path)
         signal, file_sr = sf.read(name, dtype="float32", always_2d=True)
     except Exception as exc:  # soundfile raises several types for broken headers
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        # libsndfile's own reason, without its "Error opening b'<the path again>'" prefix
+        reason = str(getattr(exc, "error_string", "") or exc).strip()
+        first_line = reason.splitlines()[0] if reason else type(exc).__name__
         raise AudioError(
             f"{path}: cannot decode audio ({first_line}); supported formats are "
             f"{', '.join(s[1:].upper() for s in AUDIO_SUFFIXES)} (convert others with ffmpeg)"

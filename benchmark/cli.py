@@ -13,7 +13,7 @@ from rich.table import Table
 
 from .cli_base import console, err_console, friendly_errors, print_table
 from .cli_predict import predict_command
-from .errors import BenchError
+from .errors import BenchError, printable
 
 app = typer.Typer(help="ser-bench: experiment-tracked speech emotion recognition benchmarks.",
                   rich_markup_mode="rich", no_args_is_help=True, pretty_exceptions_show_locals=False)
@@ -43,7 +43,7 @@ def data_list(
     from .corpora import CORPORA, open_corpus
     from .paths import data_root
 
-    console.print(f"data root: {data_root(data_dir)}")
+    console.print(f"data root: {printable(str(data_root(data_dir)))}")
     table = Table("corpus", "files", "speakers", "per emotion", "skipped", "status")
     per_speaker, problems = {}, []
     for spec in [name for name in CORPORA if name != "folder"] + list(corpus):
@@ -51,12 +51,12 @@ def data_list(
             found = open_corpus(spec, data_dir)
             utterances = found.utterances()
         except BenchError as exc:
-            table.add_row(spec, "-", "-", "-", "-", "[yellow]not found[/]")
+            table.add_row(printable(spec), "-", "-", "-", "-", "[yellow]not found[/]")
             problems.append(str(exc))
             continue
         speaker_counts = Counter(u.speaker for u in utterances)
         per_speaker[spec] = speaker_counts
-        table.add_row(spec, str(len(utterances)), str(len(speaker_counts)),
+        table.add_row(printable(spec), str(len(utterances)), str(len(speaker_counts)),
                       counts_text(Counter(u.emotion for u in utterances)), str(len(found.skipped)),
                       "[green]ok[/]")
     print_table(table)
@@ -119,8 +119,8 @@ def data_verify(
         return
     problems = check.problems()
     shown = problems if show_all else problems[:20]
-    for line in shown:
-        console.print(f"{name}: {line}", highlight=False, soft_wrap=True)
+    for line in shown:  # an extra file's name may not be UTF-8
+        console.print(f"{name}: {printable(line)}", highlight=False, soft_wrap=True)
     if len(shown) < len(problems):
         console.print(f"{name}: ... {len(problems) - len(shown)} more (--all lists every one)", highlight=False)
     console.print(f"{name}: {check.differing} audio file(s) in {root} differ from the pinned manifest "
@@ -372,6 +372,7 @@ def print_summary(result, title: str) -> None:
     print_table(table)
     console.print(f"classes: {', '.join(result.classes)}; {result.n_utterances} utterances"
                   + (f", {len(result.skipped)} files skipped" if result.skipped else "")
+                  + (f", {result.corpus_problems} corpus entries unusable (warned above)" if result.corpus_problems else "")
                   + f"; MLflow run {result.run_id}" + (f"; model {result.model_uri}" if result.model_uri else ""))
 
 

@@ -40,7 +40,8 @@ def predict_command(
     rows = [{"path": printable(str(p)), **{f"top{i + 1}": label for i, (label, _) in enumerate(r)},
              **{f"p{i + 1}": round(prob, 4) for i, (_, prob) in enumerate(r)}} for p, r in zip(ok, ranked)]
     if output_format == "json":
-        print(json.dumps({"model": predictor.uri, "predictions": rows, "failed": failed}, indent=2))
+        print(json.dumps({"model": predictor.uri, "predictions": rows,
+                          "failed": {printable(path): message for path, message in failed.items()}}, indent=2))
     elif output_format == "csv":
         writer = csv.DictWriter(sys.stdout, fieldnames=["path"] + [f"{c}{i + 1}" for i in range(min(top, len(predictor.labels))) for c in ("top", "p")])
         writer.writeheader()

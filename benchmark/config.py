@@ -24,6 +24,9 @@ from annotated_types import Ge, Interval
 
 from .errors import BenchError
 
+# A seed numpy and scikit-learn accept (the task's and every model's own `seed` parameter).
+Seed = Annotated[int, Interval(ge=0, le=2**32 - 1)]
+
 # Settings that are not a component's own parameters.
 TASK_KEYS = ("classes", "norm", "seed", "map")
 SLICE_KEYS = ("max_per_speaker_class", "max_speakers")
@@ -38,7 +41,7 @@ class Task:
 
     classes: str = "all"  # "all", a named set ("2", "4", "5", "6", "7") or "anger,sadness,..."
     norm: str = "global"  # see benchmark.normalise.MODES
-    seed: Annotated[int, Interval(ge=0, le=2**32 - 1)] = 0  # what numpy and scikit-learn accept as a seed
+    seed: Seed = 0
     map: str = ""  # emotion renames applied when utterances load, "calm=neutral,..." (benchmark.vocabulary)
 
 

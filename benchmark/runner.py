@@ -59,6 +59,7 @@ class RunResult:
     n_utterances: int
     skipped: dict[str, str]
     model_uri: str | None = None
+    corpus_problems: int = 0  # entries the corpus scans could not use (not files read and skipped)
 
 
 @dataclass
@@ -105,8 +106,8 @@ class Prepared:
     protocol: Any
     data: Any  # ProtocolData
     by_corpus: dict[str, list]
-    # files the corpus scans could not use (dangling links, unknown emotion folders, ...): they are
-    # warned about when found and counted with the unreadable ones, so the run's "N files skipped" is whole
+    # what the corpus scans could not use (dangling links, unknown emotion folders, duplicate manifest
+    # rows, ...): warned about when found, and counted and logged by the run apart from unreadable files
     scan_skipped: dict[str, str] = field(default_factory=dict)
 
 
@@ -184,8 +185,7 @@ def build_inputs(prepared: Prepared, runtime: Runtime) -> Inputs:
             raise BenchError(f"fold {fold.name} has no readable training utterance ({len(extraction.failed)} files "
                              f"skipped, see above); fix or remove those files, or choose other speakers/corpora")
         folds.append(Fold(fold.name, train, test))
-    return Inputs(utterances, X, data.labels[keep], data.groups[keep], folds, data.classes,
-                  {**prepared.scan_skipped, **extraction.failed})
+    return Inputs(utterances, X, data.labels[keep], data.groups[keep], folds, data.classes, extraction.failed)
 
 
 def fit_and_predict(config: RunConfig, X, labels, groups, train, test, on_epoch=None, params=None):
@@ -396,6 +396,9 @@ def _logged_run(prepared: Prepared, runtime: Runtime, run_id: str, tuned: TunedP
     mlflow.set_tag("computed_in", "forked process" if isinstance(computed, forked.FromChild) else "run process")
     if inputs.skipped:
         mlflow.log_text("\n".join(inputs.skipped.values()), "skipped_files.txt")
+    if prepared.scan_skipped:
+        mlflow.log_metric("n_corpus_problems", len(prepared.scan_skipped))
+        mlflow.log_text("\n".join(prepared.scan_skipped.values()), "corpus_problems.txt")
 
     results, final, pooled_parts = [], None, None
     # logging's imports (the model's serialiser, MLflow's package map) in a thread while the folds
@@ -433,7 +436,8 @@ def _logged_run(prepared: Prepared, runtime: Runtime, run_id: str, tuned: TunedP
         model_uri = tracking.log_final_model(model, normaliser, final_config, inputs.X, runtime.register)
     fold_rows = [{"fold": r.fold.name, "n_train": len(r.fold.train), "n_test": len(r.fold.test), **r.metrics}
                  for r in results]
-    return RunResult(run_id, inputs.classes, fold_rows, pooled, len(inputs.utterances), inputs.skipped, model_uri)
+    return RunResult(run_id, inputs.classes, fold_rows, pooled, len(inputs.utterances), inputs.skipped, model_uri,
+                     len(prepared.scan_skipped))
 
 
 def _final_model(config: RunConfig, inputs: Inputs, last: FoldResult, final_params: dict | None):

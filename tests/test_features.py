@@ -128,22 +128,35 @@ def test_config_changes_cache_key_and_unknown_options_fail():
         get_feature_set("wav2vec")
 
 
-@pytest.mark.parametrize("name, option, bad, edge", [
-    ("librosa46", "duration_s", -3, 0.01), ("librosa46", "n_fft", 0, 128), ("librosa46", "hop_length", -5, 16),
-    ("librosa46", "n_mfcc", 500, 128), ("handcrafted36", "window_s", 0, 0.015), ("handcrafted36", "step_s", -1, 0.001),
-    ("logmel", "n_mels", 0, 1), ("logmel", "window_s", 100, 0.002), ("logmel", "hop_s", 0, 0.001),
+@pytest.mark.parametrize("name, option, low_bad, low_edge, high_edge, high_bad", [
+    ("librosa46", "duration_s", 0, 0.01, 600, 601), ("librosa46", "n_fft", 127, 128, 16384, 16385),
+    ("librosa46", "hop_length", 15, 16, 16384, 16385), ("librosa46", "n_mfcc", 0, 1, 128, 129),
+    ("handcrafted36", "window_s", 0.012, 0.0125, 1.0, 1.01), ("handcrafted36", "step_s", 0.0005, 0.001, 1.0, 1.01),
+    ("logmel", "n_mels", 0, 1, 256, 257), ("logmel", "window_s", 0.001, 0.002, 1.0, 1.01),
+    ("logmel", "hop_s", 0.0005, 0.001, 1.0, 1.01),
 ])
-def test_feature_options_out_of_range_fail_when_the_set_is_built(name, option, bad, edge):
+def test_feature_options_out_of_range_fail_when_the_set_is_built(name, option, low_bad, low_edge, high_edge, high_bad):
     """A bad --feature-param is a one-line error before any file is read (before: it failed on every
-    file as it was extracted, or, for step_s=-1 and n_mfcc=500, silently gave wrong columns); the
-    edge of each range still gives finite features of the declared width."""
-    with pytest.raises(BenchError, match=f"feature set {name}: {option}={bad!r} is invalid"):
-        get_feature_set(name, **{option: bad})
-    feature_set = get_feature_set(name, **{option: edge})
+    file as it was extracted, or, for step_s=-1 and n_mfcc=500, silently gave wrong columns); both
+    ends of each range still give finite features of the declared width."""
+    for bad in (low_bad, high_bad):
+        with pytest.raises(BenchError, match=f"feature set {name}: {option}={bad!r} is invalid"):
+            get_feature_set(name, **{option: bad})
     signal = (0.1 * np.sin(np.arange(16000) / 7)).astype(np.float32)
-    frames = feature_set.extract(signal)["frames"]
-    assert frames.shape[0] >= 1 and frames.shape[1] == len(feature_set.feature_names)
-    assert np.isfinite(frames).all()
+    for edge in (low_edge, high_edge):
+        feature_set = get_feature_set(name, **{option: edge})
+        frames = feature_set.extract(signal)["frames"]
+        assert frames.shape[0] >= 1 and frames.shape[1] == len(feature_set.feature_names), (option, edge)
+        assert np.isfinite(frames).all(), (option, edge)
+
+
+def test_tiny_librosa46_cuts_are_padded_only_where_they_used_to_fail():
+    """A cut of 5-8 frames keeps its frames (cached features of such configs stay valid); only a cut
+    the deltas could not take (under 5 frames) is padded to 5."""
+    signal = (0.1 * np.sin(np.arange(16000) / 7)).astype(np.float32)
+    assert get_feature_set("librosa46", hop_length=12000).extract(signal)["frames"].shape == (7, 46)
+    assert get_feature_set("librosa46", duration_s=0.13).extract(signal)["frames"].shape == (5, 46)
+    assert get_feature_set("librosa46", duration_s=0.01).extract(signal)["frames"].shape == (5, 46)
 
 
 def test_augmented_copies_check_their_value():

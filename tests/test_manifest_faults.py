@@ -142,7 +142,7 @@ def test_file_names_that_are_not_utf8_are_read_run_and_predicted(tmp_path):
     """A corpus copied from an old archive can hold file names in Latin-1. Before, such a name broke
     `bench run` with a UnicodeEncodeError traceback (the run's fingerprint, then the MLflow log), the
     file was reported undecodable, and `bench predict` crashed printing it. Now it is read like any
-    file and shown with a \\xff escape; a dangling link is counted with the skipped files."""
+    file and shown with a \\xff escape; a dangling link is counted and logged as a corpus problem."""
     root = tone_corpus(tmp_path / "tree", speakers=3, per_emotion=2)
     latin1 = os.fsencode(root / "anger" / "spk1") + b"/caf\xe9.wav"
     os.rename(os.fsencode(root / "anger" / "spk1" / "1.wav"), latin1)
@@ -152,15 +152,29 @@ def test_file_names_that_are_not_utf8_are_read_run_and_predicted(tmp_path):
                    "--split", "random", "--jobs", "1", "--data-dir", str(tmp_path / "none"), cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
-    assert "12 utterances, 1 files skipped" in result.stdout  # 12 tones read (the Latin-1 one too), 1 link
+    assert "12 utterances, 1 corpus entries unusable" in result.stdout  # 12 tones read (the Latin-1 one too), 1 link
     assert "dangling.wav" in result.stderr
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
     run = client.search_runs([e.experiment_id for e in client.search_experiments()],
                              "tags.ser_bench_kind = 'run'")[0]
-    logged = Path(client.download_artifacts(run.info.run_id, "skipped_files.txt", str(tmp_path))).read_text()
-    assert "dangling.wav" in logged and run.data.metrics["n_skipped_files"] == 1
+    logged = Path(client.download_artifacts(run.info.run_id, "corpus_problems.txt", str(tmp_path))).read_text()
+    assert "dangling.wav" in logged and run.data.metrics["n_corpus_problems"] == 1
+    assert run.data.metrics["n_skipped_files"] == 0  # the link is not a file that was read and skipped
     predicted = bench("predict", os.fsdecode(latin1), "--format", "csv", cwd=tmp_path, env=env)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert "caf\\xe9.wav," in predicted.stdout
+    # a broken file with such a name: the JSON of a folder's predictions stays valid UTF-8
+    (Path(os.fsdecode(os.fsencode(root / "anger" / "spk1") + b"/broken\xe9.wav"))).write_bytes(b"RIFF not audio")
+    listed = bench("predict", str(root / "anger" / "spk1"), "--format", "json", cwd=tmp_path, env=env)
+    assert listed.returncode == 0, listed.stderr[-3000:]
+    import json
+
+    failed = json.loads(listed.stdout.encode("utf-8"))["failed"]
+    assert list(failed) == [str(root / "anger" / "spk1") + "/broken\\xe9.wav"]
+    # a corpus folder whose own name is not UTF-8 would name the corpus in ids and MLflow params: one line
+    odd = Path(os.fsdecode(os.fsencode(tmp_path) + b"/corpus\xe9"))
+    root.rename(odd)
+    assert "the corpus path is not valid UTF-8" in one_line_error(
+        bench("run", "--model", "svm", "--corpus", f"folder:{odd}", cwd=tmp_path, env=env))

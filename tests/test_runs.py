@@ -143,6 +143,8 @@ def test_bad_values_fail_before_any_run(tmp_path, corpora_dir):
                               ({"model": "svm", "split": "kfold"}, "split='kfold' is invalid"),
                               ({"model": "svm", "model_params": {"C": -1}}, "C=-1 is invalid"),
                               ({"model": "svm", "seed": -1}, "seed=-1 is invalid"),  # was a traceback from sklearn
+                              ({"model": "xgboost", "model_params": {"seed": -1}}, "seed=-1 is invalid"),
+                              ({"model": "attn_blstm", "model_params": {"seed": 2**32}}, "seed=4294967296 is invalid"),
                               ({"model": "svm", "features": "handcrafted36", "feature_params": {"step_s": -1}}, "step_s=-1 is invalid"),
                               ({"model": "svm", "protocol": "cross_corpus", "folds": 3}, "does not apply"),
                               ({"model": "attn_blstm", "features": "compare"}, "no frame-level features")):

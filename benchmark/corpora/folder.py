@@ -49,6 +49,9 @@ class FolderCorpus(Corpus):
 
     def __init__(self, root, corpus_name: str | None = None, allow_paths_outside: bool | None = None):
         super().__init__(root)
+        if printable(str(root)) != str(root):  # it names the corpus in ids, MLflow params and reports
+            raise CorpusNotFoundError(f"folder:{printable(str(root))}: the corpus path is not valid UTF-8; rename "
+                                      "the folder, or link it under a UTF-8 name (ln -s) and give that")
         self.corpus_name = corpus_name or Path(root).stem
         self.allow_paths_outside = allow_outside() if allow_paths_outside is None else allow_paths_outside
 

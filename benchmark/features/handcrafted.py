@@ -44,8 +44,8 @@ FEATURE_NAMES = (
 
 @dataclass(frozen=True)
 class Handcrafted36Config(FeatureConfig):
-    # pyAudioAnalysis' chroma mapping needs a window of at least 15 ms at 16 kHz (see chroma_matrix)
-    window_s: Annotated[float, Interval(ge=0.015, le=1.0)] = 0.050
+    # pyAudioAnalysis' chroma mapping needs a window of at least 12.5 ms at 16 kHz (see chroma_matrix)
+    window_s: Annotated[float, Interval(ge=0.0125, le=1.0)] = 0.050
     step_s: Annotated[float, Interval(ge=0.001, le=1.0)] = 0.025
 
 
@@ -82,7 +82,7 @@ def chroma_matrix(sr: int, num_fft: int) -> np.ndarray:
     freqs = (np.arange(num_fft) + 1) * sr / (2 * num_fft)
     slots = np.round(12.0 * np.log2(freqs / 27.50)).astype(int)
     if slots.max() >= num_fft:
-        raise ValueError("window too short for pyAudioAnalysis-compatible chroma (use window_s >= 0.015)")
+        raise ValueError("window too short for pyAudioAnalysis-compatible chroma (use window_s >= 0.0125)")
     counts = np.zeros(num_fft)
     for slot in np.unique(slots):
         members = np.nonzero(slots == slot)[0]

@@ -24,20 +24,26 @@ DELTA_WIDTH = 9  # librosa.feature.delta's default window, needs at least this m
 
 @dataclass(frozen=True)
 class Librosa46Config(FeatureConfig):
-    # Ranges: where the single-STFT recipe gives finite values (smaller n_fft leaves mel bands empty),
+    # Ranges: where the single-STFT recipe gives finite values (some a little conservative),
     # checked once when the set is built, so a bad --feature-param fails before any file is read.
     duration_s: Annotated[float, Interval(gt=0, le=600)] | None = 5.0  # pad/cut to this length (the seed's 5 s); None keeps every frame
-    n_fft: Annotated[int, Interval(ge=128, le=16384)] = 512
+    n_fft: Annotated[int, Interval(ge=128, le=16384)] = 512  # below ~80 spectral contrast is not finite; 128 keeps a margin
     hop_length: Annotated[int, Interval(ge=16, le=16384)] = 512
     n_mfcc: Annotated[int, Interval(ge=1, le=128)] = 20  # at most the 128 mel bands it is computed from
 
 
 def fit_length(signal: np.ndarray, sr: int, config: Librosa46Config) -> np.ndarray:
-    """Pad/cut to ``duration_s`` as the seed did; then pad anything shorter than 9 frames (the deltas' window)."""
+    """Pad/cut to ``duration_s`` as the seed did, or pad very short signals to 9 frames.
+
+    A cut shorter than 5 frames (a tiny ``duration_s`` or a huge ``hop_length``) is padded to 5, the
+    fewest the deltas take; longer cuts are left exactly as before (their cached features stay valid).
+    """
     import librosa
 
     if config.duration_s is not None:
-        signal = librosa.util.fix_length(signal, size=int(round(sr * config.duration_s)))
+        cut = librosa.util.fix_length(signal, size=int(round(sr * config.duration_s)))
+        fewest = config.hop_length * 4  # 1 + 4 frames with librosa's centred frames
+        return cut if cut.shape[0] >= fewest else np.pad(cut, (0, fewest - cut.shape[0]))
     shortest = config.hop_length * (DELTA_WIDTH - 1)
     return signal if signal.shape[0] >= shortest else np.pad(signal, (0, shortest - signal.shape[0]))
 

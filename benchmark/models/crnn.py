@@ -21,6 +21,7 @@ from typing import Annotated
 
 from annotated_types import Ge, Interval
 
+from ..config import Seed
 from .keras_base import (SNR, ClassWeight, Count, Fraction, KerasSequenceClassifier, NonNegative, Positive,
                          recipe_search_space)
 
@@ -37,7 +38,7 @@ class CRNN(KerasSequenceClassifier):
                  validation_fraction: Fraction = 0.15, class_weight: ClassWeight = "balanced", clipnorm: Annotated[float, Ge(0)] = 1.0,
                  lr_patience: NonNegative = 5, lr_factor: Annotated[float, Interval(gt=0, lt=1)] = 0.5, time_masks: NonNegative = 0, time_mask_width: NonNegative = 20,
                  feature_masks: NonNegative = 0, feature_mask_width: NonNegative = 4, mixup_alpha: Annotated[float, Ge(0)] = 0.0,
-                 speed_perturb: bool = False, noise_snr_db: SNR = None, ensemble: Count = 1, bucketing: bool = True, jit_compile: bool = False, seed: int = 0, verbose: int = 0):
+                 speed_perturb: bool = False, noise_snr_db: SNR = None, ensemble: Count = 1, bucketing: bool = True, jit_compile: bool = False, seed: Seed = 0, verbose: int = 0):
         self.keep_params(locals())
 
     def build(self, n_features: int, n_classes: int):

@@ -217,7 +217,7 @@ class KerasSequenceClassifier(SERClassifier):
         for k in range(self.ensemble):
             hook = on_epoch if on_epoch is None or k == 0 else (  # epochs numbered on across members
                 lambda epoch, metrics, owner, start=k * self.epochs: on_epoch(start + epoch, metrics, owner))
-            members.append(self._fit_member(sequences, target, groups, self.seed + k, hook))
+            members.append(self._fit_member(sequences, target, groups, (self.seed + k) % 2**32, hook))
             histories.append(self.history_)
         if len(members) > 1:
             for k, member in enumerate(members):

@@ -12,6 +12,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 from sklearn.utils.class_weight import compute_sample_weight
 
+from ..config import Seed
 from ..models import register_model
 from ..threads import fit_threads, limit_threads
 from .base import SERClassifier
@@ -27,7 +28,7 @@ class SVMClassifier(SERClassifier):
 
     def __init__(self, C: Annotated[float, Gt(0)] = 10.0,
                  gamma: Literal["scale", "auto"] | Annotated[float, Gt(0)] = "scale",
-                 class_weight: Literal["balanced"] | None = "balanced", seed: int = 0):
+                 class_weight: Literal["balanced"] | None = "balanced", seed: Seed = 0):
         self.C, self.gamma, self.class_weight, self.seed = C, gamma, class_weight, seed
 
     def fit(self, X, y, groups=None, on_epoch=None):
@@ -88,7 +89,7 @@ class XGBoostClassifier(SERClassifier):
                  learning_rate: Annotated[float, Gt(0)] = 0.1, subsample: Annotated[float, Interval(gt=0, le=1)] = 0.8,
                  colsample_bytree: Annotated[float, Interval(gt=0, le=1)] = 0.5,
                  class_weight: Literal["balanced"] | None = "balanced", n_jobs: Annotated[int, Ge(1)] | None = None,
-                 seed: int = 0):
+                 seed: Seed = 0):
         # n_jobs=None: the cores free when the fit starts (benchmark.threads); the trees are the
         # same with any number of threads (hist is deterministic), only the time changes.
         self.n_estimators, self.max_depth, self.learning_rate = n_estimators, max_depth, learning_rate
