@@ -372,7 +372,8 @@ def print_summary(result, title: str) -> None:
     print_table(table)
     console.print(f"classes: {', '.join(result.classes)}; {result.n_utterances} utterances"
                   + (f", {len(result.skipped)} files skipped" if result.skipped else "")
-                  + (f", {result.corpus_problems} corpus entries unusable (warned above)" if result.corpus_problems else "")
+                  + (f", {problems} corpus entries unusable (warned above)"
+                     if (problems := getattr(result, "corpus_problems", 0)) else "")  # fusions scan no corpus
                   + f"; MLflow run {result.run_id}" + (f"; model {result.model_uri}" if result.model_uri else ""))
 
 

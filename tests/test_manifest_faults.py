@@ -148,26 +148,28 @@ def test_file_names_that_are_not_utf8_are_read_run_and_predicted(tmp_path):
     os.rename(os.fsencode(root / "anger" / "spk1" / "1.wav"), latin1)
     os.symlink(root / "anger" / "spk0" / "missing.wav", root / "anger" / "spk0" / "dangling.wav")
     env = {"COLUMNS": "250", "PYTHONIOENCODING": "utf-8"}  # a strict UTF-8 stdout, as in many terminals
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     result = bench("run", "--model", "svm", "--features", "handcrafted36", "--corpus", f"folder:{root}",
-                   "--split", "random", "--jobs", "1", "--data-dir", str(tmp_path / "none"), cwd=tmp_path, env=env)
+                   "--split", "random", "--jobs", "1", "--data-dir", str(tmp_path / "none"), "--tracking-uri", uri,
+                   cwd=tmp_path, env=env)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "Traceback" not in result.stderr
     assert "12 utterances, 1 corpus entries unusable" in result.stdout  # 12 tones read (the Latin-1 one too), 1 link
     assert "dangling.wav" in result.stderr
     from mlflow import MlflowClient
 
-    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    client = MlflowClient(tracking_uri=uri)
     run = client.search_runs([e.experiment_id for e in client.search_experiments()],
                              "tags.ser_bench_kind = 'run'")[0]
     logged = Path(client.download_artifacts(run.info.run_id, "corpus_problems.txt", str(tmp_path))).read_text()
     assert "dangling.wav" in logged and run.data.metrics["n_corpus_problems"] == 1
     assert run.data.metrics["n_skipped_files"] == 0  # the link is not a file that was read and skipped
-    predicted = bench("predict", os.fsdecode(latin1), "--format", "csv", cwd=tmp_path, env=env)
+    predicted = bench("predict", os.fsdecode(latin1), "--format", "csv", "--tracking-uri", uri, cwd=tmp_path, env=env)
     assert predicted.returncode == 0, predicted.stderr[-3000:]
     assert "caf\\xe9.wav," in predicted.stdout
     # a broken file with such a name: the JSON of a folder's predictions stays valid UTF-8
     (Path(os.fsdecode(os.fsencode(root / "anger" / "spk1") + b"/broken\xe9.wav"))).write_bytes(b"RIFF not audio")
-    listed = bench("predict", str(root / "anger" / "spk1"), "--format", "json", cwd=tmp_path, env=env)
+    listed = bench("predict", str(root / "anger" / "spk1"), "--format", "json", "--tracking-uri", uri, cwd=tmp_path, env=env)
     assert listed.returncode == 0, listed.stderr[-3000:]
     import json
 
