@@ -521,12 +521,14 @@ def fuse_command(
     experiment_name: Optional[str] = typer.Option(None, "--experiment-name", help="MLflow experiment (the first run's)."),
     run_name: Optional[str] = typer.Option(None, "--run-name"),
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri", help="(default: $MLFLOW_TRACKING_URI or sqlite:///mlflow.db)"),
+    by_members: bool = typer.Option(False, "--by-members", help="Weight each run by its ensemble size, so that "
+                                    "runs of one recipe with other seeds fuse into one larger ensemble."),
 ):
     """Late fusion: average the class probabilities several runs logged for the same test utterances,
     score them like a run and log the result as a run of its own (a row of `bench report`)."""
     from .fusion import fuse_runs
 
-    result = fuse_runs(run_ids, tracking_uri, experiment_name, run_name)
+    result = fuse_runs(run_ids, tracking_uri, experiment_name, run_name, by_members)
     print_summary(result, f"fusion of {len(run_ids)} runs")
     from rich.markup import escape
 

@@ -98,17 +98,56 @@ def check_aligned(members: list[Member]) -> list[str]:
     return classes
 
 
-def fuse(members: list[Member], classes: list[str]) -> pd.DataFrame:
-    """The members' class probabilities averaged per utterance (equal weights: a weight chosen by
-    looking at test UAR would be tuning on the test set), predicted = the most probable class."""
+def fuse(members: list[Member], classes: list[str], weights: list[int] | None = None) -> pd.DataFrame:
+    """The members' class probabilities averaged per utterance, predicted = the most probable class.
+
+    Equal weights by default: a weight chosen by looking at test UAR would be tuning on the test set.
+    ``weights`` are fixed before any score is seen (``member_counts``: each run's ensemble size)."""
     columns = [f"p_{c}" for c in classes]
     frames = [keyed(m.predictions) for m in members]
-    probabilities = np.mean([frame[columns].to_numpy(dtype=float) for frame in frames], axis=0)
+    probabilities = np.average([frame[columns].to_numpy(dtype=float) for frame in frames], axis=0, weights=weights)
     fused = frames[0][["speaker", "fold", "true"]].copy()
     fused["predicted"] = np.asarray(classes)[np.argmax(probabilities, axis=1)]
     fused[columns] = probabilities
     order = pd.MultiIndex.from_frame(members[0].predictions[KEY])  # the first member's row order, as logged
     return fused.loc[order].reset_index()[["id", "corpus", "speaker", "fold", "true", "predicted", *columns]]
+
+
+RECIPE_EXCEPT = ("model.seed", "model.ensemble")  # what may differ between runs that are parts of one ensemble
+
+
+def member_counts(members: list[Member]) -> list[int]:
+    """Each run's number of ensemble members (``model.ensemble``; 1 for a model without one), so
+    that fusing an x3 and an x2 run of one recipe is the x5 ensemble: every member counts once.
+
+    Two runs of one recipe whose member seeds overlap would count the same members twice: refused."""
+    counts, seeds = [], []
+    for member in members:
+        value = member.params.get("model.ensemble", "1")
+        if not value.isdigit():
+            raise BenchError(f"run {member.run_id}: its ensemble size is {value!r}, not a number of members; "
+                             "fuse it without --by-members")
+        counts.append(int(value))
+        seed = member.params.get("model.seed", "0")
+        seeds.append(int(seed) if seed.isdigit() else 0)
+    for i, first in enumerate(members):
+        for j in range(i + 1, len(members)):
+            second = members[j]
+            if recipe(first) != recipe(second):
+                continue
+            own = {(seeds[i] + k) % 2**32 for k in range(counts[i])}
+            shared = sorted(own & {(seeds[j] + k) % 2**32 for k in range(counts[j])})
+            if shared:
+                raise BenchError(f"runs {first.run_id} and {second.run_id}: one recipe, and both trained the members "
+                                 f"with seed {shared[0]}; with --by-members each member must count once: run the "
+                                 f"second with --param seed={seeds[i] + counts[i]}")
+    return counts
+
+
+def recipe(member: Member) -> dict[str, str]:
+    """The run's settings that make its members what they are (not their seeds or number)."""
+    return {key: value for key, value in member.params.items()
+            if key.split(".")[0] in ("model", "features", "task", "protocol", "tuned") and key not in RECIPE_EXCEPT}
 
 
 def score(fused: pd.DataFrame, classes: list[str], seed: int = 0) -> tuple[dict, list[dict]]:
@@ -144,9 +183,10 @@ def member_label(member: Member) -> str:
 
 
 def fuse_runs(run_ids: list[str], tracking_uri: str | None = None, experiment: str | None = None,
-              run_name: str | None = None) -> FusionResult:
+              run_name: str | None = None, by_members: bool = False) -> FusionResult:
     """Fuse ``run_ids`` and log the result as a run of its own (tags name the members), so that
-    ``bench report`` shows it as a row beside them."""
+    ``bench report`` shows it as a row beside them; ``by_members`` weights each run by its
+    ensemble size (``member_counts``)."""
     import mlflow
     from mlflow import MlflowClient
 
@@ -158,7 +198,8 @@ def fuse_runs(run_ids: list[str], tracking_uri: str | None = None, experiment: s
     client = MlflowClient(tracking_uri=uri)
     members = [load_member(client, run_id, uri) for run_id in run_ids]
     classes = check_aligned(members)
-    fused = fuse(members, classes)
+    weights = member_counts(members) if by_members else None
+    fused = fuse(members, classes, weights)
     seed = int(members[0].params.get("task.seed", 0))  # the interval's resamples, as the first member drew them
     pooled, folds = score(fused, classes, seed)
     by_member = gains(fused, members, seed)
@@ -172,12 +213,15 @@ def fuse_runs(run_ids: list[str], tracking_uri: str | None = None, experiment: s
     tags.update({"ser_bench_kind": "run", "git_commit": tracking.git_commit(), "model": "fusion",
                  "features": " + ".join(member_label(m) for m in members)[:5000],
                  "norm": norms[0] if len(norms) == 1 else "mixed",
-                 "model_changes": f"mean of {len(members)} runs' probabilities",
+                 "model_changes": (f"mean of {len(members)} runs' probabilities" if weights is None else
+                                   f"mean of {sum(weights)} members' probabilities ({'+'.join(map(str, weights))})"),
                  "fused_runs": ",".join(run_ids)})
     with mlflow.start_run(run_name=run_name or f"fusion-{len(members)}-runs") as active:
         with lifecycle.owned(active.info.run_id):
             mlflow.set_tags(tags)
-            mlflow.log_params({"fusion.rule": "mean probability", "fusion.members": ",".join(run_ids)[:6000]})
+            mlflow.log_params({"fusion.rule": "mean probability" if weights is None else "mean probability per member",
+                               "fusion.weights": ",".join(map(str, weights or [1] * len(members)))[:6000],
+                               "fusion.members": ",".join(run_ids)[:6000]})
             mlflow.log_metric("n_utterances", len(fused))
             tracking.log_pooled(pooled, fused, folds, classes)
             tracking.log_table(pd.DataFrame(by_member), "fusion_gains.csv")

@@ -400,3 +400,53 @@ def pd_frame():
     return pd.DataFrame({"id": ["u1", "u2", "u3"], "corpus": "emodb", "fold": ["speaker-03", "speaker-03", "speaker-08"],
                          "true": ["anger", "neutral", "neutral"], "predicted": ["anger", "anger", "neutral"],
                          "p_anger": [0.9, 0.6, 0.2], "p_neutral": [0.1, 0.4, 0.8]})
+
+
+def ensemble_member(run_id, frame, **params):
+    from benchmark.fusion import Member
+
+    tags = {"report_column": "within_corpus emodb 7 classes", "classes": "anger,neutral"}
+    return Member(run_id, "0", tags, {"model.name": "attn_blstm", "model.units": "64", **params}, frame)
+
+
+def test_fusion_by_members_is_the_larger_ensemble_and_counts_each_member_once():
+    from benchmark.errors import BenchError
+    from benchmark.fusion import fuse, member_counts
+
+    first, second = pd_frame().assign(speaker="03"), pd_frame().assign(speaker="03")
+    second[["p_anger", "p_neutral"]] = [[0.1, 0.9], [0.38, 0.62], [0.5, 0.5]]
+    x3 = ensemble_member("a", first, **{"model.ensemble": "3", "model.seed": "0"})
+    x2 = ensemble_member("b", second, **{"model.ensemble": "2", "model.seed": "3"})  # members 3 and 4
+    weights = member_counts([x3, x2])
+    assert weights == [3, 2]
+    fused = fuse([x3, x2], ["anger", "neutral"], weights)
+    expected = (3 * first[["p_anger", "p_neutral"]].to_numpy() + 2 * second[["p_anger", "p_neutral"]].to_numpy()) / 5
+    assert np.allclose(fused[["p_anger", "p_neutral"]].to_numpy(), expected)
+    assert list(fused["predicted"]) == ["anger", "anger", "neutral"]  # u2: 0.512 anger by 3:2 (0.49, neutral, equally)
+    # the same recipe with overlapping seeds would count members 2 (and 3) twice
+    overlapping = ensemble_member("c", second, **{"model.ensemble": "2", "model.seed": "2"})
+    with pytest.raises(BenchError, match="runs a and c: one recipe.*seed 2.*--param seed=3"):
+        member_counts([x3, overlapping])
+    # another recipe with the same seeds is another set of members
+    other = ensemble_member("d", second, **{"model.ensemble": "2", "model.seed": "0", "model.units": "128"})
+    assert member_counts([x3, other]) == [3, 2]
+    # a model without ensembles counts once; an ensemble size that is not a number is refused
+    assert member_counts([x3, ensemble_member("e", second, **{"model.name": "svm"})]) == [3, 1]
+    with pytest.raises(BenchError, match="run f: its ensemble size is 'tuned"):
+        member_counts([x3, ensemble_member("f", second, **{"model.ensemble": "tuned (see tuned_params.json)"})])
+
+
+def test_bench_fuse_by_members_as_typed_logs_its_weights(store, tmp_path):
+    from mlflow import MlflowClient
+
+    uri, results = store_copy(store, tmp_path)
+    members = [results["svm"].run_id, results["xgboost"].run_id]
+    result = runner.invoke(app, ["fuse", "--by-members", *members], env={"COLUMNS": "200", "MLFLOW_TRACKING_URI": uri})
+    assert result.exit_code == 0, result.output
+    fused_id = result.output.split("MLflow run ")[1].split()[0].rstrip(";")
+    run = MlflowClient(uri).get_run(fused_id)
+    assert run.data.params["fusion.weights"] == "1,1" and run.data.params["fusion.rule"] == "mean probability per member"
+    assert run.data.tags["model_changes"] == "mean of 2 members' probabilities (1+1)"
+    columns = [f"p_{c}" for c in results["svm"].classes]
+    expected = np.mean([logged_predictions(uri, run_id)[columns].to_numpy() for run_id in members], axis=0)
+    assert np.allclose(logged_predictions(uri, fused_id)[columns].to_numpy(), expected)
