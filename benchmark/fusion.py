@@ -120,7 +120,8 @@ def member_counts(members: list[Member]) -> list[int]:
     """Each run's number of ensemble members (``model.ensemble``; 1 for a model without one), so
     that fusing an x3 and an x2 run of one recipe is the x5 ensemble: every member counts once.
 
-    Two runs of one recipe whose member seeds overlap would count the same members twice: refused."""
+    Two runs of one network recipe whose member seeds overlap would count the same members twice:
+    refused. Runs without ensembles (an svm, an earlier fusion) each count once and are not compared."""
     counts, seeds = [], []
     for member in members:
         value = member.params.get("model.ensemble", "1")
@@ -133,7 +134,8 @@ def member_counts(members: list[Member]) -> list[int]:
     for i, first in enumerate(members):
         for j in range(i + 1, len(members)):
             second = members[j]
-            if recipe(first) != recipe(second):
+            ensembles = "model.ensemble" in first.params and "model.ensemble" in second.params
+            if not ensembles or recipe(first) != recipe(second):  # a fusion or an svm has no members to share
                 continue
             own = {(seeds[i] + k) % 2**32 for k in range(counts[i])}
             shared = sorted(own & {(seeds[j] + k) % 2**32 for k in range(counts[j])})

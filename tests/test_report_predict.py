@@ -411,7 +411,7 @@ def ensemble_member(run_id, frame, **params):
 
 def test_fusion_by_members_is_the_larger_ensemble_and_counts_each_member_once():
     from benchmark.errors import BenchError
-    from benchmark.fusion import fuse, member_counts
+    from benchmark.fusion import Member, fuse, member_counts
 
     first, second = pd_frame().assign(speaker="03"), pd_frame().assign(speaker="03")
     second[["p_anger", "p_neutral"]] = [[0.1, 0.9], [0.38, 0.62], [0.5, 0.5]]
@@ -432,6 +432,8 @@ def test_fusion_by_members_is_the_larger_ensemble_and_counts_each_member_once():
     assert member_counts([x3, other]) == [3, 2]
     # a model without ensembles counts once; an ensemble size that is not a number is refused
     assert member_counts([x3, ensemble_member("e", second, **{"model.name": "svm"})]) == [3, 1]
+    fusions = [Member(name, "0", {}, {"fusion.rule": "mean probability"}, second) for name in "gh"]  # no recipe at all
+    assert member_counts(fusions) == [1, 1]
     with pytest.raises(BenchError, match="run f: its ensemble size is 'tuned"):
         member_counts([x3, ensemble_member("f", second, **{"model.ensemble": "tuned (see tuned_params.json)"})])
 
