@@ -27,6 +27,12 @@ from .errors import BenchError
 # A seed numpy and scikit-learn accept (the task's and every model's own `seed` parameter).
 Seed = Annotated[int, Interval(ge=0, le=2**32 - 1)]
 
+
+def member_seeds(seed: int, ensemble: int) -> list[int]:
+    """The seeds of an ensemble's K members: ``seed``, ``seed + 1``, ..., wrapped to stay a Seed.
+    One rule for the networks that train them and for `bench fuse --by-members`, which checks them."""
+    return [(seed + k) % 2**32 for k in range(ensemble)]
+
 # Settings that are not a component's own parameters.
 TASK_KEYS = ("classes", "norm", "seed", "map")
 SLICE_KEYS = ("max_per_speaker_class", "max_speakers")

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from .config import member_seeds
 from .errors import BenchError
 from .metrics import classification_metrics, uar, uar_difference_interval, uar_interval
 
@@ -122,27 +123,23 @@ def member_counts(members: list[Member]) -> list[int]:
 
     Two runs of one network recipe whose member seeds overlap would count the same members twice:
     refused. Runs without ensembles (an svm, an earlier fusion) each count once and are not compared."""
-    counts, seeds = [], []
+    counts, owner_of_seed = [], {}  # per recipe: member seed -> the run that trained that member
     for member in members:
         value = member.params.get("model.ensemble", "1")
         if not value.isdigit():
             raise BenchError(f"run {member.run_id}: its ensemble size is {value!r}, not a number of members; "
                              "fuse it without --by-members")
         counts.append(int(value))
+        if "model.ensemble" not in member.params:  # a fusion or an svm has no members to share
+            continue
         seed = member.params.get("model.seed", "0")
-        seeds.append(int(seed) if seed.isdigit() else 0)
-    for i, first in enumerate(members):
-        for j in range(i + 1, len(members)):
-            second = members[j]
-            ensembles = "model.ensemble" in first.params and "model.ensemble" in second.params
-            if not ensembles or recipe(first) != recipe(second):  # a fusion or an svm has no members to share
-                continue
-            own = {(seeds[i] + k) % 2**32 for k in range(counts[i])}
-            shared = sorted(own & {(seeds[j] + k) % 2**32 for k in range(counts[j])})
-            if shared:
-                raise BenchError(f"runs {first.run_id} and {second.run_id}: one recipe, and both trained the members "
-                                 f"with seed {shared[0]}; with --by-members each member must count once: run the "
-                                 f"second with --param seed={seeds[i] + counts[i]}")
+        owners = owner_of_seed.setdefault(tuple(sorted(recipe(member).items())), {})
+        for member_seed in member_seeds(int(seed) if seed.isdigit() else 0, int(value)):
+            if member_seed in owners:
+                raise BenchError(f"runs {owners[member_seed]} and {member.run_id}: one recipe, and both trained the "
+                                 f"members with seed {member_seed}; with --by-members each member must count once: "
+                                 f"run the second with --param seed={max(owners) + 1}")
+            owners[member_seed] = member.run_id
     return counts
 
 

@@ -28,6 +28,7 @@ from sklearn.metrics import balanced_accuracy_score
 from sklearn.model_selection import GroupShuffleSplit, StratifiedShuffleSplit
 from sklearn.utils.class_weight import compute_class_weight
 
+from ..config import member_seeds
 from ..errors import BenchError
 from .base import SERClassifier
 
@@ -214,10 +215,10 @@ class KerasSequenceClassifier(SERClassifier):
             raise BenchError("no training utterances: check the corpus and --classes")
         groups = None if groups is None else np.asarray(groups)
         members, histories = [], []
-        for k in range(self.ensemble):
+        for k, seed in enumerate(member_seeds(self.seed, self.ensemble)):
             hook = on_epoch if on_epoch is None or k == 0 else (  # epochs numbered on across members
                 lambda epoch, metrics, owner, start=k * self.epochs: on_epoch(start + epoch, metrics, owner))
-            members.append(self._fit_member(sequences, target, groups, (self.seed + k) % 2**32, hook))
+            members.append(self._fit_member(sequences, target, groups, seed, hook))
             histories.append(self.history_)
         if len(members) > 1:
             for k, member in enumerate(members):
