@@ -461,7 +461,7 @@ def tune_command(
     tracking_uri: Optional[str] = typer.Option(None, "--tracking-uri"),
 ):
     """Tune a model's hyper-parameters with Optuna on training speakers only (nested)."""
-    from .config import resolve
+    from .config import MODEL_SHORTCUTS, resolve
     from .runner import Runtime
     from .tuning import TuneOptions, tune
 
@@ -470,8 +470,10 @@ def tune_command(
     config = resolve({**settings, "final_model": False})
     runtime = Runtime(data_dir=str(data_dir) if data_dir else None, cache_dir=str(cache_dir) if cache_dir else None,
                       tracking_uri=tracking_uri, experiment=experiment_name)
+    named = {*settings.get("model_params", {}), *(key for key in MODEL_SHORTCUTS if key in settings)}
+    given = {key: config.model.params[key] for key in named if key in config.model.params}  # searched ones are pinned
     name, best = tune(config, runtime, TuneOptions(trials=trials, timeout=timeout, study=study, storage=storage,
-                                                   jobs=jobs, inner_folds=inner_folds))
+                                                   jobs=jobs, inner_folds=inner_folds, given=given))
     table = Table("study", "trials", "best inner UAR", "best parameters", title=f"study {name}")
     for suffix, info in best.items():
         table.add_row(f"{name}@{suffix}", str(info["trials"]), f"{info['value']:.3f}",

@@ -22,7 +22,7 @@ import os
 import sys
 import warnings
 import zlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,7 @@ class TuneOptions:
     storage: str | None = None
     jobs: int = 1  # worker processes sharing the study
     inner_folds: int = 3
+    given: dict = field(default_factory=dict)  # model parameters given with --param: searched ones are pinned
 
 
 def storage_url(storage: str | None) -> str:
@@ -279,14 +280,18 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
     storage = open_storage(storage_url(options.storage))
     tags = {"model": config.model.name, "features": config.features.name, "protocol": config.protocol.name}
     attrs = {**tags, "config": config.to_dict()}
+    pinned = pinned_params(config, options.given)
     best = {}
     for suffix, pool in pools(inputs):
         name = f"{base_name}@{suffix}"
-        study = optuna.create_study(
-            study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=sampler_seed(config, options, name), constant_liar=shared(options)),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=3))
-        for key, value in attrs.items():
+        sampler = optuna.samplers.TPESampler(seed=sampler_seed(config, options, name), constant_liar=shared(options))
+        if pinned:  # every trial takes these as given; they are its params, so --params-from carries them
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                sampler = optuna.samplers.PartialFixedSampler(pinned, sampler)
+        study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+                                    sampler=sampler, pruner=optuna.pruners.MedianPruner(n_startup_trials=3))
+        for key, value in {**attrs, "pinned_params": pinned}.items():
             study.set_user_attr(key, value)
         run_id = study_run(study, tags)
         stop = optuna.study.MaxTrialsCallback(
@@ -315,8 +320,13 @@ def _worker(config: RunConfig, runtime: Runtime, options: TuneOptions, base_name
 
 def tune(config: RunConfig, runtime: Runtime, options: TuneOptions) -> tuple[str, dict[str, dict]]:
     """Run the protocol's studies with ``options.jobs`` worker processes; returns (study name, best)."""
-    if not config.model_class().search_space(_Probe()):
+    if not search_space_of(config.model_class()):
         raise BenchError(f"model {config.model.name} declares no search space")
+    pinned = pinned_params(config, options.given)  # a pin outside the search fails here, before any worker
+    if pinned:
+        searched = sorted(set(search_space_of(config.model_class())) - set(pinned))
+        print(f"bench tune: pinned with --param: {', '.join(f'{k}={v}' for k, v in pinned.items())}; "
+              f"searched: {', '.join(searched)}", file=sys.stderr, flush=True)
     name = options.study or default_study_name(config)
     if options.jobs <= 1:
         return name, _worker(config, runtime, options, name)
@@ -337,16 +347,51 @@ def tune(config: RunConfig, runtime: Runtime, options: TuneOptions) -> tuple[str
 
 
 class _Probe:
-    """Stands in for a trial to check that a model declares a search space."""
+    """Stands in for a trial to read the search space a model declares: {name: choices or (low, high)}."""
+
+    def __init__(self):
+        self.space: dict[str, tuple] = {}
 
     def suggest_float(self, name, low, high, **kw):
+        self.space[name] = ("between", low, high)
         return low
 
     def suggest_int(self, name, low, high, **kw):
+        self.space[name] = ("between", low, high)
         return low
 
     def suggest_categorical(self, name, choices):
+        self.space[name] = ("one of", *choices)
         return choices[0]
+
+
+def search_space_of(model_cls) -> dict[str, tuple]:
+    probe = _Probe()
+    model_cls.search_space(probe)
+    return probe.space
+
+
+def pinned_params(config: RunConfig, given: dict) -> dict:
+    """The searched hyper-parameters the user gave with ``--param`` (or ``--batch-size``): fixed in
+    every trial instead of searched, e.g. to tune a CPU-sized network (``--param filters=16``).
+    Without this a given value was silently replaced by the search's. A pin must be a value the
+    search could have chosen (Optuna stores every trial's value under the search's distribution)."""
+    space = search_space_of(config.model_class())
+    pinned = {}
+    for name, value in given.items():
+        if name not in space:
+            continue  # not searched (epochs, ensemble, seed): it simply applies to every trial
+        kind, *spec = space[name]
+        inside = value in spec if kind == "one of" else spec[0] <= value <= spec[1]
+        if not inside:
+            span = f"one of {', '.join(map(str, spec))}" if kind == "one of" else f"{spec[0]:g} to {spec[1]:g}"
+            raise BenchError(f"--param {name}={value}: {config.model.name}'s search covers {span}; pin a value "
+                             f"inside it, or leave {name} out of bench tune to search it")
+        pinned[name] = value
+    if pinned and len(pinned) == len(space):
+        raise BenchError(f"every hyper-parameter {config.model.name} searches is pinned with --param "
+                         f"({', '.join(pinned)}); nothing is left to tune: use bench run")
+    return pinned
 
 
 def load_tuned(study: str, storage: str | None = None) -> TunedParams:

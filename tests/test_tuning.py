@@ -191,3 +191,41 @@ def test_workers_racing_for_trials_never_exceed_the_requested_number(tmp_path):
     from study_race import race
 
     assert race(f"sqlite:///{tmp_path / 'race.db'}", trials=40) == 40
+
+
+def test_a_searched_parameter_given_with_param_is_pinned_in_every_trial(data_dir, stores):
+    """`bench tune --param C=10` as typed: every trial keeps C=10 (before, the search silently replaced
+    a given value) while gamma is still searched, and --params-from carries the pin."""
+    args = [sys.executable, "-m", "benchmark.cli", "tune", "--model", "svm", "--features", "handcrafted36",
+            "--max-speakers", "3", "--max-per-speaker-class", "2", "--trials", "3", "--study", "pinned",
+            "--storage", stores["storage"], "--tracking-uri", stores["tracking"], "--data-dir", str(data_dir),
+            "--cache-dir", stores["cache"]]
+    done = subprocess.run(args + ["--param", "C=10"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "pinned with --param: C=10.0; searched: gamma" in done.stderr
+    studies = [optuna.load_study(study_name=s.study_name, storage=stores["storage"])
+               for s in optuna.get_all_study_summaries(stores["storage"])]
+    assert len(studies) == 4
+    for study in studies:
+        assert [t.params["C"] for t in study.trials] == [10.0, 10.0, 10.0]
+        assert len({t.params["gamma"] for t in study.trials}) == 3
+        assert study.user_attrs["pinned_params"] == {"C": 10.0}
+    tuned = load_tuned("pinned", stores["storage"])
+    assert {p["C"] for p in tuned.by_fold.values()} == {10.0} and tuned.final["C"] == 10.0
+
+    outside = subprocess.run(args + ["--param", "C=1e6"], capture_output=True, text=True)
+    assert outside.returncode == 2 and outside.stderr.strip().count("\n") == 0, outside.stderr
+    assert "--param C=1000000.0: svm's search covers 0.01 to 1000" in outside.stderr
+
+
+def test_pins_are_checked_against_the_search_space_before_any_trial():
+    from benchmark.errors import BenchError
+    from benchmark.tuning import pinned_params
+
+    crnn = RunConfig(model="crnn", model_params={"filters": 16, "epochs": 3})
+    # epochs is not searched: it applies to every trial and is not a pin
+    assert pinned_params(crnn, {"filters": 16, "epochs": 3}) == {"filters": 16}
+    with pytest.raises(BenchError, match="search covers one of 16, 32, 64"):
+        pinned_params(RunConfig(model="crnn", model_params={"filters": 8}), {"filters": 8})
+    with pytest.raises(BenchError, match="nothing is left to tune"):
+        pinned_params(RunConfig(model="svm", model_params={"C": 1.0, "gamma": 0.01}), {"C": 1.0, "gamma": 0.01})
