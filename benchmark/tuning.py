@@ -113,8 +113,10 @@ def make_objective(config: RunConfig, inputs: Inputs, pool: np.ndarray, options:
     # steps an inner fold may report: every epoch of every ensemble member (models without epochs: 1)
     epochs = int(config.model.params.get("epochs", 1)) * int(config.model.params.get("ensemble", 1))
 
+    pinned = pinned_params(config, options.given)
+
     def objective(trial: optuna.Trial) -> float:
-        params = model_cls.search_space(trial)
+        params = model_cls.search_space(PinnedTrial(trial, pinned))
         mlflow.set_tracking_uri(tracking_uri)
         # nested under the study's run by tag: that run is not active in this (maybe other) process
         with mlflow.start_run(run_name=f"trial-{trial.number}",
@@ -284,14 +286,11 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
     best = {}
     for suffix, pool in pools(inputs):
         name = f"{base_name}@{suffix}"
-        sampler = optuna.samplers.TPESampler(seed=sampler_seed(config, options, name), constant_liar=shared(options))
-        if pinned:  # every trial takes these as given; they are its params, so --params-from carries them
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                sampler = optuna.samplers.PartialFixedSampler(pinned, sampler)
-        study = optuna.create_study(study_name=name, storage=storage, direction="maximize", load_if_exists=True,
-                                    sampler=sampler, pruner=optuna.pruners.MedianPruner(n_startup_trials=3))
-        for key, value in {**attrs, "pinned_params": pinned}.items():
+        study = optuna.create_study(
+            study_name=name, storage=storage, direction="maximize", load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=sampler_seed(config, options, name), constant_liar=shared(options)),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=3))
+        for key, value in {**attrs, "pinned_params": pinned}.items():  # load_tuned adds the pins back
             study.set_user_attr(key, value)
         run_id = study_run(study, tags)
         stop = optuna.study.MaxTrialsCallback(
@@ -305,11 +304,12 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
                            catch=(BenchError,))
         completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if completed:
-            study.set_user_attr("best_params", study.best_params)
+            best_params = {**pinned, **study.best_params}
+            study.set_user_attr("best_params", best_params)
             with mlflow.start_run(run_id=run_id):
                 mlflow.log_metric("best_inner_uar", study.best_value)
-                mlflow.log_dict(study.best_params, "best_params.json")
-            best[suffix] = {"params": study.best_params, "value": study.best_value, "trials": len(study.trials)}
+                mlflow.log_dict(best_params, "best_params.json")
+            best[suffix] = {"params": best_params, "value": study.best_value, "trials": len(study.trials)}
     return best
 
 
@@ -322,7 +322,7 @@ def tune(config: RunConfig, runtime: Runtime, options: TuneOptions) -> tuple[str
     """Run the protocol's studies with ``options.jobs`` worker processes; returns (study name, best)."""
     if not search_space_of(config.model_class()):
         raise BenchError(f"model {config.model.name} declares no search space")
-    pinned = pinned_params(config, options.given)  # a pin outside the search fails here, before any worker
+    pinned = pinned_params(config, options.given)  # pinning everything fails here, before any worker
     if pinned:
         searched = sorted(set(search_space_of(config.model_class())) - set(pinned))
         print(f"bench tune: pinned with --param: {', '.join(f'{k}={v}' for k, v in pinned.items())}; "
@@ -372,26 +372,38 @@ def search_space_of(model_cls) -> dict[str, tuple]:
 
 
 def pinned_params(config: RunConfig, given: dict) -> dict:
-    """The searched hyper-parameters the user gave with ``--param`` (or ``--batch-size``): fixed in
-    every trial instead of searched, e.g. to tune a CPU-sized network (``--param filters=16``).
-    Without this a given value was silently replaced by the search's. A pin must be a value the
-    search could have chosen (Optuna stores every trial's value under the search's distribution)."""
+    """The searched hyper-parameters the user gave with ``--param`` (or ``--batch-size``): held at
+    that value in every trial instead of searched, e.g. a CPU-sized network (``--param filters=16``)
+    or a tiny one in a test. Without this a given value was silently replaced by the search's."""
     space = search_space_of(config.model_class())
-    pinned = {}
-    for name, value in given.items():
-        if name not in space:
-            continue  # not searched (epochs, ensemble, seed): it simply applies to every trial
-        kind, *spec = space[name]
-        inside = value in spec if kind == "one of" else spec[0] <= value <= spec[1]
-        if not inside:
-            span = f"one of {', '.join(map(str, spec))}" if kind == "one of" else f"{spec[0]:g} to {spec[1]:g}"
-            raise BenchError(f"--param {name}={value}: {config.model.name}'s search covers {span}; pin a value "
-                             f"inside it, or leave {name} out of bench tune to search it")
-        pinned[name] = value
+    pinned = {name: value for name, value in given.items() if name in space}  # epochs, seed...: not searched
     if pinned and len(pinned) == len(space):
         raise BenchError(f"every hyper-parameter {config.model.name} searches is pinned with --param "
                          f"({', '.join(pinned)}); nothing is left to tune: use bench run")
     return pinned
+
+
+class PinnedTrial:
+    """A trial whose suggestions for pinned names return the pinned value; Optuna never sees those
+    names (a pin may lie outside the search's range or choices), so the study keeps them in its
+    ``pinned_params`` attribute and :func:`load_tuned` adds them to every fold's best parameters."""
+
+    def __init__(self, trial, pinned: dict):
+        self._trial, self._pinned = trial, pinned
+
+    def _suggest(self, kind: str, name: str, *args, **kwargs):
+        if name in self._pinned:
+            return self._pinned[name]
+        return getattr(self._trial, kind)(name, *args, **kwargs)
+
+    def suggest_float(self, name, *args, **kwargs):
+        return self._suggest("suggest_float", name, *args, **kwargs)
+
+    def suggest_int(self, name, *args, **kwargs):
+        return self._suggest("suggest_int", name, *args, **kwargs)
+
+    def suggest_categorical(self, name, *args, **kwargs):
+        return self._suggest("suggest_categorical", name, *args, **kwargs)
 
 
 def load_tuned(study: str, storage: str | None = None) -> TunedParams:
@@ -399,8 +411,8 @@ def load_tuned(study: str, storage: str | None = None) -> TunedParams:
     import optuna
 
     summaries = optuna.get_all_study_summaries(open_storage(storage_url(storage)), include_best_trial=True)
-    by_fold = {s.study_name.split("@", 1)[1]: s.best_trial.params for s in summaries
-               if s.study_name.startswith(f"{study}@") and s.best_trial is not None}
+    by_fold = {s.study_name.split("@", 1)[1]: {**s.user_attrs.get("pinned_params", {}), **s.best_trial.params}
+               for s in summaries if s.study_name.startswith(f"{study}@") and s.best_trial is not None}
     if not by_fold:
         known = sorted({s.study_name.split("@")[0] for s in summaries})
         raise BenchError(f"no finished study {study!r} in {storage_url(storage)}; known: {', '.join(known) or 'none'}")

@@ -207,25 +207,35 @@ def test_a_searched_parameter_given_with_param_is_pinned_in_every_trial(data_dir
                for s in optuna.get_all_study_summaries(stores["storage"])]
     assert len(studies) == 4
     for study in studies:
-        assert [t.params["C"] for t in study.trials] == [10.0, 10.0, 10.0]
+        assert [t.params.get("C") for t in study.trials] == [None, None, None]  # Optuna never searched C
         assert len({t.params["gamma"] for t in study.trials}) == 3
-        assert study.user_attrs["pinned_params"] == {"C": 10.0}
+        assert study.user_attrs["pinned_params"] == {"C": 10.0} and study.user_attrs["best_params"]["C"] == 10.0
     tuned = load_tuned("pinned", stores["storage"])
     assert {p["C"] for p in tuned.by_fold.values()} == {10.0} and tuned.final["C"] == 10.0
 
-    outside = subprocess.run(args + ["--param", "C=1e6"], capture_output=True, text=True)
-    assert outside.returncode == 2 and outside.stderr.strip().count("\n") == 0, outside.stderr
-    assert "--param C=1000000.0: svm's search covers 0.01 to 1000" in outside.stderr
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=stores["tracking"])
+    trials = client.search_runs([client.get_experiment_by_name("ser-bench-tuning").experiment_id],
+                                "tags.ser_bench_kind = 'trial'")
+    assert len(trials) == 12 and {r.data.params["C"] for r in trials} == {"10.0"}  # what each trial trained
+
+    # a pin outside the search's range is allowed: it is a fixed value, not a search
+    outside = subprocess.run(args + ["--param", "C=5000", "--study", "outside", "--trials", "1"], capture_output=True,
+                             text=True)
+    assert outside.returncode == 0, outside.stderr
+    assert {p["C"] for p in load_tuned("outside", stores["storage"]).by_fold.values()} == {5000.0}
 
 
-def test_pins_are_checked_against_the_search_space_before_any_trial():
+def test_only_searched_parameters_are_pinned_and_pinning_everything_is_refused():
     from benchmark.errors import BenchError
-    from benchmark.tuning import pinned_params
+    from benchmark.tuning import PinnedTrial, pinned_params
 
-    crnn = RunConfig(model="crnn", model_params={"filters": 16, "epochs": 3})
-    # epochs is not searched: it applies to every trial and is not a pin
-    assert pinned_params(crnn, {"filters": 16, "epochs": 3}) == {"filters": 16}
-    with pytest.raises(BenchError, match="search covers one of 16, 32, 64"):
-        pinned_params(RunConfig(model="crnn", model_params={"filters": 8}), {"filters": 8})
+    crnn = RunConfig(model="crnn", model_params={"filters": 8, "epochs": 3})
+    # epochs is not searched: it applies to every trial and is not a pin; a pin need not be a choice
+    assert pinned_params(crnn, {"filters": 8, "epochs": 3}) == {"filters": 8}
+    trial = optuna.create_study().ask()
+    params = crnn.model_class().search_space(PinnedTrial(trial, {"filters": 8}))
+    assert params["filters"] == 8 and "filters" not in trial.params and "lstm_units" in trial.params
     with pytest.raises(BenchError, match="nothing is left to tune"):
         pinned_params(RunConfig(model="svm", model_params={"C": 1.0, "gamma": 0.01}), {"C": 1.0, "gamma": 0.01})
