@@ -473,7 +473,7 @@ def tune_command(
     named = {*settings.get("model_params", {}), *(key for key in MODEL_SHORTCUTS if key in settings)}
     given = {key: config.model.params[key] for key in named if key in config.model.params}  # searched ones are pinned
     name, best = tune(config, runtime, TuneOptions(trials=trials, timeout=timeout, study=study, storage=storage,
-                                                   jobs=jobs, inner_folds=inner_folds, given=given))
+                                                   jobs=jobs, inner_folds=inner_folds, pinned=given))
     table = Table("study", "trials", "best inner UAR", "best parameters", title=f"study {name}")
     for suffix, info in best.items():
         table.add_row(f"{name}@{suffix}", str(info["trials"]), f"{info['value']:.3f}",

@@ -22,7 +22,7 @@ import os
 import sys
 import warnings
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +50,7 @@ class TuneOptions:
     storage: str | None = None
     jobs: int = 1  # worker processes sharing the study
     inner_folds: int = 3
-    given: dict = field(default_factory=dict)  # model parameters given with --param: searched ones are pinned
+    pinned: dict = field(default_factory=dict)  # model parameters given with --param; tune() keeps the searched ones
 
 
 def storage_url(storage: str | None) -> str:
@@ -113,10 +113,8 @@ def make_objective(config: RunConfig, inputs: Inputs, pool: np.ndarray, options:
     # steps an inner fold may report: every epoch of every ensemble member (models without epochs: 1)
     epochs = int(config.model.params.get("epochs", 1)) * int(config.model.params.get("ensemble", 1))
 
-    pinned = pinned_params(config, options.given)
-
     def objective(trial: optuna.Trial) -> float:
-        params = model_cls.search_space(PinnedTrial(trial, pinned))
+        params = model_cls.search_space(PinnedTrial(trial, options.pinned))
         mlflow.set_tracking_uri(tracking_uri)
         # nested under the study's run by tag: that run is not active in this (maybe other) process
         with mlflow.start_run(run_name=f"trial-{trial.number}",
@@ -281,8 +279,7 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
     tracking_uri = mlflow.get_tracking_uri()
     storage = open_storage(storage_url(options.storage))
     tags = {"model": config.model.name, "features": config.features.name, "protocol": config.protocol.name}
-    attrs = {**tags, "config": config.to_dict()}
-    pinned = pinned_params(config, options.given)
+    attrs = {**tags, "config": config.to_dict(), "pinned_params": options.pinned}  # load_tuned adds the pins back
     best = {}
     for suffix, pool in pools(inputs):
         name = f"{base_name}@{suffix}"
@@ -290,7 +287,7 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
             study_name=name, storage=storage, direction="maximize", load_if_exists=True,
             sampler=optuna.samplers.TPESampler(seed=sampler_seed(config, options, name), constant_liar=shared(options)),
             pruner=optuna.pruners.MedianPruner(n_startup_trials=3))
-        for key, value in {**attrs, "pinned_params": pinned}.items():  # load_tuned adds the pins back
+        for key, value in attrs.items():
             study.set_user_attr(key, value)
         run_id = study_run(study, tags)
         stop = optuna.study.MaxTrialsCallback(
@@ -304,7 +301,7 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
                            catch=(BenchError,))
         completed = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
         if completed:
-            best_params = {**pinned, **study.best_params}
+            best_params = {**options.pinned, **study.best_params}
             study.set_user_attr("best_params", best_params)
             with mlflow.start_run(run_id=run_id):
                 mlflow.log_metric("best_inner_uar", study.best_value)
@@ -320,13 +317,13 @@ def _worker(config: RunConfig, runtime: Runtime, options: TuneOptions, base_name
 
 def tune(config: RunConfig, runtime: Runtime, options: TuneOptions) -> tuple[str, dict[str, dict]]:
     """Run the protocol's studies with ``options.jobs`` worker processes; returns (study name, best)."""
-    if not search_space_of(config.model_class()):
+    searched = search_space_names(config.model_class())
+    if not searched:
         raise BenchError(f"model {config.model.name} declares no search space")
-    pinned = pinned_params(config, options.given)  # pinning everything fails here, before any worker
-    if pinned:
-        searched = sorted(set(search_space_of(config.model_class())) - set(pinned))
-        print(f"bench tune: pinned with --param: {', '.join(f'{k}={v}' for k, v in pinned.items())}; "
-              f"searched: {', '.join(searched)}", file=sys.stderr, flush=True)
+    options = replace(options, pinned=pinned_params(config, options.pinned))  # once, before any worker
+    if options.pinned:
+        print(f"bench tune: pinned with --param: {', '.join(f'{k}={v}' for k, v in options.pinned.items())}; "
+              f"searched: {', '.join(sorted(searched - set(options.pinned)))}", file=sys.stderr, flush=True)
     name = options.study or default_study_name(config)
     if options.jobs <= 1:
         return name, _worker(config, runtime, options, name)
@@ -347,37 +344,37 @@ def tune(config: RunConfig, runtime: Runtime, options: TuneOptions) -> tuple[str
 
 
 class _Probe:
-    """Stands in for a trial to read the search space a model declares: {name: choices or (low, high)}."""
+    """Stands in for a trial to read which hyper-parameters a model searches."""
 
     def __init__(self):
-        self.space: dict[str, tuple] = {}
+        self.names: set[str] = set()
 
     def suggest_float(self, name, low, high, **kw):
-        self.space[name] = ("between", low, high)
+        self.names.add(name)
         return low
 
     def suggest_int(self, name, low, high, **kw):
-        self.space[name] = ("between", low, high)
+        self.names.add(name)
         return low
 
     def suggest_categorical(self, name, choices):
-        self.space[name] = ("one of", *choices)
+        self.names.add(name)
         return choices[0]
 
 
-def search_space_of(model_cls) -> dict[str, tuple]:
+def search_space_names(model_cls) -> set[str]:
     probe = _Probe()
     model_cls.search_space(probe)
-    return probe.space
+    return probe.names
 
 
 def pinned_params(config: RunConfig, given: dict) -> dict:
     """The searched hyper-parameters the user gave with ``--param`` (or ``--batch-size``): held at
     that value in every trial instead of searched, e.g. a CPU-sized network (``--param filters=16``)
     or a tiny one in a test. Without this a given value was silently replaced by the search's."""
-    space = search_space_of(config.model_class())
-    pinned = {name: value for name, value in given.items() if name in space}  # epochs, seed...: not searched
-    if pinned and len(pinned) == len(space):
+    searched = search_space_names(config.model_class())
+    pinned = {name: value for name, value in given.items() if name in searched}  # epochs, seed...: not searched
+    if pinned and len(pinned) == len(searched):
         raise BenchError(f"every hyper-parameter {config.model.name} searches is pinned with --param "
                          f"({', '.join(pinned)}); nothing is left to tune: use bench run")
     return pinned
