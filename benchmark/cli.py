@@ -455,6 +455,9 @@ def tune_command(
     storage: Optional[str] = typer.Option(None, "--storage", help="SQLAlchemy URL (sqlite:///optuna.db)."),
     jobs: int = typer.Option(1, "--jobs", min=1, help="Worker processes sharing the study."),
     inner_folds: int = typer.Option(3, "--inner-folds", min=2, help="Speaker-grouped inner folds."),
+    final_model: bool = typer.Option(True, "--final-model/--no-final-model",
+                                     help="Also tune STUDY@all on every speaker, for the deployable model "
+                                          "(not needed by bench run --no-final-model)."),
     experiment_name: str = typer.Option("ser-bench-tuning", "--experiment-name"),
     data_dir: Optional[Path] = DataDir,
     cache_dir: Optional[Path] = CacheDir,
@@ -473,13 +476,15 @@ def tune_command(
     named = {*settings.get("model_params", {}), *(key for key in MODEL_SHORTCUTS if key in settings)}
     given = {key: config.model.params[key] for key in named if key in config.model.params}  # searched ones are pinned
     name, best = tune(config, runtime, TuneOptions(trials=trials, timeout=timeout, study=study, storage=storage,
-                                                   jobs=jobs, inner_folds=inner_folds, pinned=given))
+                                                   jobs=jobs, inner_folds=inner_folds, pinned=given,
+                                                   final_model=final_model))
     table = Table("study", "trials", "best inner UAR", "best parameters", title=f"study {name}")
     for suffix, info in best.items():
         table.add_row(f"{name}@{suffix}", str(info["trials"]), f"{info['value']:.3f}",
                       ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info["params"].items()))
     print_table(table)
-    console.print(f"use them: bench run --model {config.model.name} ... --params-from {name}")
+    console.print(f"use them: bench run --model {config.model.name} ... "
+                  f"{'' if final_model else '--no-final-model '}--params-from {name}")
 
 
 

@@ -64,11 +64,12 @@ class RunResult:
 
 @dataclass
 class TunedParams:
-    """Hyper-parameters from an Optuna study: one set per outer fold, and one for the final model."""
+    """Hyper-parameters from an Optuna study: one set per outer fold, and one for the final model
+    (None: the study was tuned with ``--no-final-model``, so a run cannot refit one with them)."""
 
     study: str
     by_fold: dict[str, dict[str, Any]]
-    final: dict[str, Any]
+    final: dict[str, Any] | None
 
     def for_fold(self, name: str) -> dict[str, Any]:
         if name not in self.by_fold:
@@ -309,6 +310,10 @@ def run(config: RunConfig, runtime: Runtime = Runtime(), tuned: TunedParams | No
     from . import forked, lifecycle, store, tracking
 
     store.check_before_open(tracking.resolve_tracking_uri(runtime.tracking_uri))  # a bad store: one line, first
+    if tuned is not None and tuned.final is None and config.final_model:  # before any fold is computed
+        raise BenchError(f"study {tuned.study} has no {tuned.study}@all study for the final model (it was tuned with "
+                         "--no-final-model): add --no-final-model to bench run, or run the same bench tune without "
+                         "--no-final-model (the per-fold studies are kept; only @all is tuned)")
     prepared = prepare(config, runtime)
     with lifecycle.sigterm_as_interrupt():
         # a vector model's computation starts now, in a forked process, while this one imports MLflow

@@ -228,14 +228,14 @@ def log_run_header(config, protocol, classes, feature_cache_key: str, fingerprin
         "corpora": ",".join(protocol.corpus_names()), "report_column": protocol.column(classes),
         **{f"corpus_fingerprint.{name}": digest for name, digest in fingerprints.items()},
     }
-    tuned_keys = {k for fold in tuned.by_fold.values() for k in fold} | set(tuned.final) if tuned is not None else set()
+    tuned_keys = {k for fold in tuned.by_fold.values() for k in fold} | set(tuned.final or {}) if tuned is not None else set()
     # the recipe, for a report row of its own: "patience=8, time_masks=2" (empty: the defaults)
     tags["model_changes"] = ", ".join(f"{k}={v}" for k, v in config.changed_model_params(tuned_keys).items())[:5000]
     if tuned is not None:
         # the parent must not show default values for what was tuned: say where the real ones are
         for key in tuned_keys:
             params[f"model.{key}"] = "tuned (see tuned_params.json)"
-        params.update({f"tuned.final.{k}": str(v) for k, v in tuned.final.items()})
+        params.update({f"tuned.final.{k}": str(v) for k, v in (tuned.final or {}).items()})
         tags["tuned_by_study"] = tuned.study
         mlflow.log_text(json.dumps({"study": tuned.study, "by_fold": tuned.by_fold, "final": tuned.final},
                                    indent=2, sort_keys=True, default=str), "tuned_params.json")

@@ -51,6 +51,7 @@ class TuneOptions:
     jobs: int = 1  # worker processes sharing the study
     inner_folds: int = 3
     pinned: dict = field(default_factory=dict)  # model parameters given with --param; tune() keeps the searched ones
+    final_model: bool = True  # also the <study>@all study (the deployable model's parameters, never evaluated)
 
 
 def storage_url(storage: str | None) -> str:
@@ -93,11 +94,14 @@ def inner_splitter(labels: np.ndarray, groups: np.ndarray, folds: int, seed: int
                            shuffle=True, random_state=seed)
 
 
-def pools(inputs: Inputs) -> list[tuple[str, np.ndarray]]:
-    """(suffix, training indices): one per outer fold, plus "all" after cross-validation."""
+def pools(inputs: Inputs, final_model: bool = True) -> list[tuple[str, np.ndarray]]:
+    """(suffix, training indices): one per outer fold, plus "all" after cross-validation unless
+    ``final_model`` is False (``bench run --no-final-model`` never uses it, and on the whole corpus
+    it is the costliest study)."""
     if len(inputs.folds) == 1:
         return [(inputs.folds[0].name, inputs.folds[0].train)]
-    return [(f.name, f.train) for f in inputs.folds] + [("all", np.arange(len(inputs.labels)))]
+    outer = [(f.name, f.train) for f in inputs.folds]
+    return outer + [("all", np.arange(len(inputs.labels)))] if final_model else outer
 
 
 def make_objective(config: RunConfig, inputs: Inputs, pool: np.ndarray, options: TuneOptions, study_run_id: str,
@@ -281,7 +285,7 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
     tags = {"model": config.model.name, "features": config.features.name, "protocol": config.protocol.name}
     attrs = {**tags, "config": config.to_dict(), "pinned_params": options.pinned}  # load_tuned adds the pins back
     best = {}
-    for suffix, pool in pools(inputs):
+    for suffix, pool in pools(inputs, options.final_model):
         name = f"{base_name}@{suffix}"
         study = optuna.create_study(
             study_name=name, storage=storage, direction="maximize", load_if_exists=True,
@@ -413,5 +417,7 @@ def load_tuned(study: str, storage: str | None = None) -> TunedParams:
     if not by_fold:
         known = sorted({s.study_name.split("@")[0] for s in summaries})
         raise BenchError(f"no finished study {study!r} in {storage_url(storage)}; known: {', '.join(known) or 'none'}")
-    final = by_fold.get("all") or next(iter(by_fold.values()))
+    # one training pool (cross-corpus, a random split): its study also gives the final model's parameters;
+    # several outer folds: only <study>@all does (absent after `bench tune --no-final-model`)
+    final = by_fold.get("all") or (next(iter(by_fold.values())) if len(by_fold) == 1 else None)
     return TunedParams(study, by_fold, final)

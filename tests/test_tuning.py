@@ -239,3 +239,43 @@ def test_only_searched_parameters_are_pinned_and_pinning_everything_is_refused()
     assert params["filters"] == 8 and "filters" not in trial.params and "lstm_units" in trial.params
     with pytest.raises(BenchError, match="nothing is left to tune"):
         pinned_params(RunConfig(model="svm", model_params={"C": 1.0, "gamma": 0.01}), {"C": 1.0, "gamma": 0.01})
+
+
+def test_tune_without_the_final_model_study_and_runs_that_need_it(data_dir, stores):
+    """`bench tune --no-final-model` as typed skips STUDY@all (only the deployable model uses it);
+    `bench run --params-from` then refuses to refit a final model in one line, before computing,
+    and runs with --no-final-model; the same tune without the flag adds only the @all study."""
+    common = ["--model", "svm", "--features", "handcrafted36", "--max-speakers", "3", "--max-per-speaker-class", "2",
+              "--tracking-uri", stores["tracking"], "--data-dir", str(data_dir), "--cache-dir", stores["cache"]]
+    tune_args = [sys.executable, "-m", "benchmark.cli", "tune", *common, "--trials", "2", "--study", "outer",
+                 "--storage", stores["storage"]]
+    done = subprocess.run(tune_args + ["--no-final-model"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "--no-final-model --params-from outer" in " ".join(done.stdout.split())
+    names = sorted(s.study_name for s in optuna.get_all_study_summaries(stores["storage"]))
+    assert names == ["outer@speaker-03", "outer@speaker-08", "outer@speaker-09"]
+    tuned = load_tuned("outer", stores["storage"])
+    assert tuned.final is None and set(tuned.by_fold) == {"speaker-03", "speaker-08", "speaker-09"}
+
+    run_args = [sys.executable, "-m", "benchmark.cli", "run", *common, "--params-from", "outer",
+                "--storage", stores["storage"]]
+    refused = subprocess.run(run_args, capture_output=True, text=True)
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert "no outer@all study" in refused.stderr and "add --no-final-model" in refused.stderr
+
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=stores["tracking"])
+    runs_experiment = client.get_experiment_by_name("ser-bench")  # bench run's default experiment
+    assert runs_experiment is None or not client.search_runs([runs_experiment.experiment_id])  # no run was begun
+    ran = subprocess.run(run_args + ["--no-final-model"], capture_output=True, text=True)
+    assert ran.returncode == 0, ran.stderr
+    parent = client.search_runs([client.get_experiment_by_name("ser-bench").experiment_id],
+                                "tags.tuned_by_study = 'outer'")[0]
+    assert parent.info.status == "FINISHED" and not any(k.startswith("tuned.final.") for k in parent.data.params)
+
+    again = subprocess.run(tune_args, capture_output=True, text=True)  # the per-fold studies are full already
+    assert again.returncode == 0, again.stderr
+    summaries = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(stores["storage"])}
+    assert summaries == {"outer@speaker-03": 2, "outer@speaker-08": 2, "outer@speaker-09": 2, "outer@all": 2}
+    assert load_tuned("outer", stores["storage"]).final is not None
