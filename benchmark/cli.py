@@ -418,7 +418,10 @@ def run_command(
     if params_from:
         from .tuning import load_tuned
 
+        from .runner import check_final_params
+
         tuned = load_tuned(params_from, storage)
+        check_final_params(tuned, any(cell.get("final_model", True) for cell in cells))  # once, not per cell
     failures = 0
     if scheduler:  # issue 12: every cell a task on a Dask cluster (benchmark/distributed.py)
         from .distributed import run_grid_command
@@ -483,8 +486,9 @@ def tune_command(
         table.add_row(f"{name}@{suffix}", str(info["trials"]), f"{info['value']:.3f}",
                       ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info["params"].items()))
     print_table(table)
+    without_final = not final_model and "all" not in best and len(best) > 1  # one pool: its study serves the final model
     console.print(f"use them: bench run --model {config.model.name} ... "
-                  f"{'' if final_model else '--no-final-model '}--params-from {name}")
+                  f"{'--no-final-model ' if without_final else ''}--params-from {name}")
 
 
 

@@ -78,6 +78,15 @@ class TunedParams:
         return self.by_fold[name]
 
 
+def check_final_params(tuned: TunedParams | None, final_model: bool) -> None:
+    """A run that refits the deployable model needs the study's parameters for it: say so at once."""
+    if tuned is not None and tuned.final is None and final_model:
+        raise BenchError(f"study {tuned.study} has no {tuned.study}@all study for the final model (it was tuned with "
+                         "--no-final-model, or stopped before @all finished a trial): add --no-final-model to bench "
+                         "run, or run the same bench tune without --no-final-model (the per-fold studies are kept; "
+                         "only @all is tuned)")
+
+
 def subsample(utterances: list, per_speaker_class: int | None, max_speakers: int | None = None) -> list:
     """The first N utterances (by id) of every speaker x emotion, of the first M speakers (0: all)."""
     speakers = sorted({u.speaker for u in utterances})[:max_speakers] if max_speakers else None
@@ -310,10 +319,7 @@ def run(config: RunConfig, runtime: Runtime = Runtime(), tuned: TunedParams | No
     from . import forked, lifecycle, store, tracking
 
     store.check_before_open(tracking.resolve_tracking_uri(runtime.tracking_uri))  # a bad store: one line, first
-    if tuned is not None and tuned.final is None and config.final_model:  # before any fold is computed
-        raise BenchError(f"study {tuned.study} has no {tuned.study}@all study for the final model (it was tuned with "
-                         "--no-final-model): add --no-final-model to bench run, or run the same bench tune without "
-                         "--no-final-model (the per-fold studies are kept; only @all is tuned)")
+    check_final_params(tuned, config.final_model)  # before any fold is computed
     prepared = prepare(config, runtime)
     with lifecycle.sigterm_as_interrupt():
         # a vector model's computation starts now, in a forked process, while this one imports MLflow

@@ -283,7 +283,8 @@ def optimise(config: RunConfig, runtime: Runtime, options: TuneOptions, base_nam
     tracking_uri = mlflow.get_tracking_uri()
     storage = open_storage(storage_url(options.storage))
     tags = {"model": config.model.name, "features": config.features.name, "protocol": config.protocol.name}
-    attrs = {**tags, "config": config.to_dict(), "pinned_params": options.pinned}  # load_tuned adds the pins back
+    # load_tuned adds the pins back, and with one outer fold takes that fold's study for the final model
+    attrs = {**tags, "config": config.to_dict(), "pinned_params": options.pinned, "outer_folds": len(inputs.folds)}
     best = {}
     for suffix, pool in pools(inputs, options.final_model):
         name = f"{base_name}@{suffix}"
@@ -418,6 +419,10 @@ def load_tuned(study: str, storage: str | None = None) -> TunedParams:
         known = sorted({s.study_name.split("@")[0] for s in summaries})
         raise BenchError(f"no finished study {study!r} in {storage_url(storage)}; known: {', '.join(known) or 'none'}")
     # one training pool (cross-corpus, a random split): its study also gives the final model's parameters;
-    # several outer folds: only <study>@all does (absent after `bench tune --no-final-model`)
-    final = by_fold.get("all") or (next(iter(by_fold.values())) if len(by_fold) == 1 else None)
+    # several outer folds: only <study>@all does (absent after `bench tune --no-final-model`, or when a
+    # tune stopped before it). Studies from before "outer_folds" was recorded: one study = one pool.
+    ours = [s for s in summaries if s.study_name.startswith(f"{study}@")]
+    folds = {s.user_attrs.get("outer_folds") for s in ours} - {None}
+    one_pool = folds == {1} if folds else len(by_fold) == 1
+    final = by_fold.get("all") or (next(iter(by_fold.values())) if one_pool else None)
     return TunedParams(study, by_fold, final)

@@ -241,15 +241,15 @@ def test_only_searched_parameters_are_pinned_and_pinning_everything_is_refused()
         pinned_params(RunConfig(model="svm", model_params={"C": 1.0, "gamma": 0.01}), {"C": 1.0, "gamma": 0.01})
 
 
-def test_tune_without_the_final_model_study_and_runs_that_need_it(data_dir, stores):
+def test_tune_without_the_final_model_study_and_runs_that_need_it(data_dir, stores, tmp_path):
     """`bench tune --no-final-model` as typed skips STUDY@all (only the deployable model uses it);
     `bench run --params-from` then refuses to refit a final model in one line, before computing,
     and runs with --no-final-model; the same tune without the flag adds only the @all study."""
     common = ["--model", "svm", "--features", "handcrafted36", "--max-speakers", "3", "--max-per-speaker-class", "2",
-              "--tracking-uri", stores["tracking"], "--data-dir", str(data_dir), "--cache-dir", stores["cache"]]
-    tune_args = [sys.executable, "-m", "benchmark.cli", "tune", *common, "--trials", "2", "--study", "outer",
-                 "--storage", stores["storage"]]
-    done = subprocess.run(tune_args + ["--no-final-model"], capture_output=True, text=True)
+              "--tracking-uri", stores["tracking"], "--data-dir", str(data_dir)]
+    tune_args = [sys.executable, "-m", "benchmark.cli", "tune", *common, "--cache-dir", stores["cache"], "--trials", "2",
+                 "--study", "outer", "--storage", stores["storage"]]
+    done = subprocess.run(tune_args + ["--no-final-model"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert "--no-final-model --params-from outer" in " ".join(done.stdout.split())
     names = sorted(s.study_name for s in optuna.get_all_study_summaries(stores["storage"]))
@@ -259,23 +259,44 @@ def test_tune_without_the_final_model_study_and_runs_that_need_it(data_dir, stor
 
     run_args = [sys.executable, "-m", "benchmark.cli", "run", *common, "--params-from", "outer",
                 "--storage", stores["storage"]]
-    refused = subprocess.run(run_args, capture_output=True, text=True)
+    untouched = tmp_path / "untouched-cache"  # computing anything would extract features into it
+    refused = subprocess.run(run_args + ["--cache-dir", str(untouched)], capture_output=True, text=True, timeout=600)
     assert refused.returncode != 0 and "Traceback" not in refused.stderr
     assert "no outer@all study" in refused.stderr and "add --no-final-model" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1
+    assert not untouched.exists() or not any(untouched.rglob("*"))
 
+    ran = subprocess.run(run_args + ["--cache-dir", stores["cache"], "--no-final-model"], capture_output=True,
+                         text=True, timeout=600)
+    assert ran.returncode == 0, ran.stderr
     from mlflow import MlflowClient
 
     client = MlflowClient(tracking_uri=stores["tracking"])
-    runs_experiment = client.get_experiment_by_name("ser-bench")  # bench run's default experiment
-    assert runs_experiment is None or not client.search_runs([runs_experiment.experiment_id])  # no run was begun
-    ran = subprocess.run(run_args + ["--no-final-model"], capture_output=True, text=True)
-    assert ran.returncode == 0, ran.stderr
     parent = client.search_runs([client.get_experiment_by_name("ser-bench").experiment_id],
                                 "tags.tuned_by_study = 'outer'")[0]
     assert parent.info.status == "FINISHED" and not any(k.startswith("tuned.final.") for k in parent.data.params)
 
-    again = subprocess.run(tune_args, capture_output=True, text=True)  # the per-fold studies are full already
+    again = subprocess.run(tune_args, capture_output=True, text=True, timeout=600)  # per-fold studies are full
     assert again.returncode == 0, again.stderr
     summaries = {s.study_name: s.n_trials for s in optuna.get_all_study_summaries(stores["storage"])}
     assert summaries == {"outer@speaker-03": 2, "outer@speaker-08": 2, "outer@speaker-09": 2, "outer@all": 2}
     assert load_tuned("outer", stores["storage"]).final is not None
+
+
+def test_the_final_models_parameters_come_from_all_or_from_a_single_pool(tmp_path):
+    """A one-pool tune (cross-corpus) serves the final model from its one study; a LOSO tune stopped
+    after its first fold's study, with no @all, must not pass that fold's parameters off as final."""
+    storage = f"sqlite:///{tmp_path / 'o.db'}"
+
+    def study(name, outer_folds, C):
+        made = optuna.create_study(study_name=name, storage=storage, direction="maximize")
+        made.set_user_attr("outer_folds", outer_folds)
+        made.add_trial(optuna.trial.create_trial(params={"C": C}, value=0.5,
+                                                 distributions={"C": optuna.distributions.FloatDistribution(0.01, 100)}))
+
+    study("cc@emodb->urdu", 1, 3.0)
+    assert load_tuned("cc", storage).final == {"C": 3.0}
+    study("loso@speaker-03", 10, 5.0)
+    assert load_tuned("loso", storage).final is None and load_tuned("loso", storage).by_fold == {"speaker-03": {"C": 5.0}}
+    study("loso@all", 10, 7.0)
+    assert load_tuned("loso", storage).final == {"C": 7.0}
