@@ -416,9 +416,8 @@ def run_command(
                       register=register)
     tuned = None
     if params_from:
-        from .tuning import load_tuned
-
         from .runner import check_final_params
+        from .tuning import load_tuned
 
         tuned = load_tuned(params_from, storage)
         check_final_params(tuned, any(cell.get("final_model", True) for cell in cells))  # once, not per cell
@@ -486,7 +485,7 @@ def tune_command(
         table.add_row(f"{name}@{suffix}", str(info["trials"]), f"{info['value']:.3f}",
                       ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in info["params"].items()))
     print_table(table)
-    without_final = not final_model and "all" not in best and len(best) > 1  # one pool: its study serves the final model
+    without_final = not final_model and len(best) > 1  # one pool: its study serves the final model
     console.print(f"use them: bench run --model {config.model.name} ... "
                   f"{'--no-final-model ' if without_final else ''}--params-from {name}")
 

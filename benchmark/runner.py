@@ -65,7 +65,7 @@ class RunResult:
 @dataclass
 class TunedParams:
     """Hyper-parameters from an Optuna study: one set per outer fold, and one for the final model
-    (None: the study was tuned with ``--no-final-model``, so a run cannot refit one with them)."""
+    (None: the study has no ``@all`` study, tuned with ``--no-final-model`` or stopped before it)."""
 
     study: str
     by_fold: dict[str, dict[str, Any]]

@@ -413,15 +413,15 @@ def load_tuned(study: str, storage: str | None = None) -> TunedParams:
     import optuna
 
     summaries = optuna.get_all_study_summaries(open_storage(storage_url(storage)), include_best_trial=True)
+    ours = [s for s in summaries if s.study_name.startswith(f"{study}@")]
     by_fold = {s.study_name.split("@", 1)[1]: {**s.user_attrs.get("pinned_params", {}), **s.best_trial.params}
-               for s in summaries if s.study_name.startswith(f"{study}@") and s.best_trial is not None}
+               for s in ours if s.best_trial is not None}
     if not by_fold:
         known = sorted({s.study_name.split("@")[0] for s in summaries})
         raise BenchError(f"no finished study {study!r} in {storage_url(storage)}; known: {', '.join(known) or 'none'}")
     # one training pool (cross-corpus, a random split): its study also gives the final model's parameters;
     # several outer folds: only <study>@all does (absent after `bench tune --no-final-model`, or when a
     # tune stopped before it). Studies from before "outer_folds" was recorded: one study = one pool.
-    ours = [s for s in summaries if s.study_name.startswith(f"{study}@")]
     folds = {s.user_attrs.get("outer_folds") for s in ours} - {None}
     one_pool = folds == {1} if folds else len(by_fold) == 1
     final = by_fold.get("all") or (next(iter(by_fold.values())) if one_pool else None)

@@ -28,6 +28,7 @@ def main() -> None:
 
     from benchmark.audio import load_audio
     from benchmark.features import FEATURE_SETS
+    from benchmark.threads import cores_available
 
     files = sorted((args.data_dir / "emodb" / "wav").glob("*.wav"))[: args.limit]
     if not files:
@@ -41,7 +42,7 @@ def main() -> None:
         egemaps.extract(signal, ["functionals"])
         wall.append(time.perf_counter() - start_wall)
         cpu.append(time.process_time() - start_cpu)
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    cores = cores_available()
     total = sum(cpu)
     print(f"{len(files)} files, one openSMILE pass each (functionals): median {statistics.median(wall) * 1e3:.1f} ms "
           f"wall, {statistics.median(cpu) * 1e3:.1f} ms CPU per file; {total:.1f} CPU-s in all")
