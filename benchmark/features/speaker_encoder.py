@@ -1,0 +1,187 @@
+"""``dvector``: the hidden states of a pre-trained speaker encoder, pooled per utterance.
+
+The encoder is Resemblyzer's GE2E d-vector network (Wan et al., ICASSP 2018): 40 mel bands
+(25 ms / 10 ms, power, not log) into three 256-unit LSTM layers, trained for speaker verification
+on LibriSpeech, VoxCeleb 1 and 2 (English and many other languages). Speaker embeddings carry
+much of what emotion recognition needs (Pappagari et al., "x-vectors meet emotions", ICASSP 2020),
+and a network trained on thousands of speakers is what a corpus of ten actors cannot learn. This
+is the pre-trained representation this machine can get: its weights ship inside the ``resemblyzer``
+wheel on PyPI, where the self-supervised models (Hugging Face) cannot be downloaded here.
+
+Why it is built this way:
+
+- The network runs as it was trained: on windows of 1.6 s (160 frames) every 0.8 s, the last one
+  ending at the end of the utterance (a shorter utterance is one window of its own length, never
+  zero-padded), each from a fresh LSTM state. The utterance vector is the mean and standard
+  deviation of each chosen layer's outputs over every frame of every window. All three layers
+  by default: which layer carries emotion is a choice to make on training data
+  (``--feature-param layers=1,2``), not a property to assume.
+- Only the weights file is read from the installed package (its SHA-256 is checked and is part of
+  the cache key), never the package's code: ``import resemblyzer`` needs ``webrtcvad``, which needs
+  ``pkg_resources`` (gone from setuptools >= 81). The front end is resemblyzer's own, in a few lines:
+  the volume raised to -30 dBFS when quieter (never lowered), then librosa's mel spectrogram with
+  its parameters. Its voice-activity trimming is left out (utterances, not long recordings).
+- torch is imported only inside methods, and extraction runs in one worker process (torch uses
+  every core inside it), so ``import benchmark.features`` stays light.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from ..errors import BenchError
+from ..features import register_feature_set
+from .base import FEATURE_CODE_VERSION, FeatureConfig, FeatureSet, package_version
+
+# resemblyzer 0.1.4's pretrained.pt; any other file is refused rather than silently used
+WEIGHTS_SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"
+N_LAYERS, UNITS, N_MELS = 3, 256, 40
+WINDOW_FRAMES, HOP_FRAMES = 160, 80  # 1.6 s windows every 0.8 s, at 100 frames/s
+TARGET_DBFS = -30.0
+POOLINGS = ("mean_std", "mean")
+INSTALL_HINT = 'install it with pip install -e ".[ssl]" (or pip install resemblyzer==0.1.4)'
+
+
+class SpeakerEncoderError(BenchError):
+    """The encoder's weights are missing or not the pinned ones, or an option does not fit."""
+
+
+@dataclass(frozen=True)
+class SpeakerEncoderConfig(FeatureConfig):
+    layers: int | str = "0,1,2"  # LSTM layers (0 = nearest the input), comma-separated; their statistics are concatenated
+    pooling: str = "mean_std"  # mean and standard deviation over frames, or the mean alone
+
+
+def parse_layers(text: Any) -> tuple[int, ...]:
+    """``"1,2"`` -> (1, 2): sorted, unique, each 0..2, or a one-line error naming the option."""
+    try:
+        layers = sorted({int(part) for part in str(text).strip("[]() ").split(",")})
+    except ValueError:
+        layers = []
+    if not layers or any(not 0 <= layer < N_LAYERS for layer in layers):
+        raise SpeakerEncoderError(f"--feature-param layers={text!r}: use LSTM layers 0, 1 and/or 2, "
+                                  f"comma-separated (e.g. layers=1,2)")
+    return tuple(layers)
+
+
+def weights_path() -> Path:
+    """pretrained.pt inside the installed resemblyzer package, found without importing it."""
+    spec = importlib.util.find_spec("resemblyzer")
+    if spec is None or not spec.submodule_search_locations:
+        raise SpeakerEncoderError(f"feature set dvector needs the resemblyzer package for its weights; {INSTALL_HINT}")
+    path = Path(list(spec.submodule_search_locations)[0]) / "pretrained.pt"
+    if not path.is_file():
+        raise SpeakerEncoderError(f"{path}: resemblyzer's weights file is missing; reinstall it ({INSTALL_HINT})")
+    return path
+
+
+@lru_cache(maxsize=1)
+def checked_weights() -> Path:
+    path = weights_path()
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    if digest != WEIGHTS_SHA256:
+        raise SpeakerEncoderError(f"{path}: SHA-256 {digest[:12]}... is not resemblyzer 0.1.4's weights "
+                                  f"({WEIGHTS_SHA256[:12]}...); {INSTALL_HINT}")
+    return path
+
+
+def louder(signal: np.ndarray) -> np.ndarray:
+    """Resemblyzer's volume normalisation: raised to -30 dBFS when quieter, never lowered."""
+    rms = float(np.sqrt(np.mean(np.square(signal, dtype=np.float64))))
+    if rms <= 0.0:
+        return signal
+    gain_db = TARGET_DBFS - 20.0 * np.log10(rms)
+    return signal * np.float32(10.0 ** (gain_db / 20.0)) if gain_db > 0 else signal
+
+
+def mel_power(signal: np.ndarray, sr: int) -> np.ndarray:
+    """(n_frames, 40) float32 mel power spectrogram with resemblyzer's parameters (not log)."""
+    import librosa
+
+    mel = librosa.feature.melspectrogram(y=signal, sr=sr, n_fft=int(sr * 0.025), hop_length=int(sr * 0.010),
+                                         n_mels=N_MELS)
+    return mel.astype(np.float32).T
+
+
+def windows(mel: np.ndarray) -> np.ndarray:
+    """(n_windows, frames, 40): 160-frame windows every 80 frames, the last ending with the utterance."""
+    n = len(mel)
+    if n <= WINDOW_FRAMES:
+        return mel[None]
+    starts = list(range(0, n - WINDOW_FRAMES + 1, HOP_FRAMES))
+    if starts[-1] + WINDOW_FRAMES < n:
+        starts.append(n - WINDOW_FRAMES)
+    return np.stack([mel[start:start + WINDOW_FRAMES] for start in starts])
+
+
+@lru_cache(maxsize=1)
+def encoder_layers() -> list:
+    """The three LSTM layers as separate one-layer modules, so each layer's outputs can be read."""
+    import torch
+
+    state = torch.load(checked_weights(), map_location="cpu", weights_only=True)["model_state"]
+    layers = []
+    for index in range(N_LAYERS):
+        layer = torch.nn.LSTM(N_MELS if index == 0 else UNITS, UNITS, 1, batch_first=True)
+        layer.load_state_dict({f"{name}_l0": state[f"lstm.{name}_l{index}"]
+                               for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")})
+        layers.append(layer.eval())
+    return layers
+
+
+@register_feature_set
+class SpeakerEncoder(FeatureSet):
+    name = "dvector"
+    description = ("pre-trained GE2E speaker encoder (resemblyzer; LibriSpeech + VoxCeleb): "
+                   "mean/std of its 3 LSTM layers, 1536 per utterance")
+    level = "utterance"
+    parts = ("functionals",)
+    config_class = SpeakerEncoderConfig
+    libraries = ("numpy", "scipy", "librosa", "torch")
+    needs_own_process = True  # torch's threads and memory stay out of the process that trains the models
+    max_workers: ClassVar[int] = 1  # one model per machine; torch uses every core inside it
+
+    def __init__(self, config: SpeakerEncoderConfig | None = None, **overrides: Any):
+        super().__init__(config, **overrides)
+        layers = ",".join(map(str, parse_layers(self.config.layers)))
+        if self.config.pooling not in POOLINGS:
+            raise SpeakerEncoderError(f"--feature-param pooling={self.config.pooling!r}: use {' or '.join(POOLINGS)}")
+        self.config = replace(self.config, layers=layers)  # one spelling, one cache key
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "config": asdict(self.config),
+            "weights": f"resemblyzer-0.1.4:{WEIGHTS_SHA256[:16]}",
+            "code_version": FEATURE_CODE_VERSION,
+            "libraries": {lib: package_version(lib) for lib in self.libraries},
+        }
+
+    @property
+    def feature_names(self) -> list[str]:
+        stats = ("mean", "std") if self.config.pooling == "mean_std" else ("mean",)
+        return [f"lstm{layer}_{stat}_{unit}" for layer in parse_layers(self.config.layers)
+                for stat in stats for unit in range(UNITS)]
+
+    def extract(self, signal: np.ndarray, parts=None) -> dict[str, np.ndarray]:
+        import torch
+
+        chosen = parse_layers(self.config.layers)
+        hidden = torch.from_numpy(windows(mel_power(louder(np.asarray(signal, dtype=np.float32)), self.sample_rate)))
+        pooled = []
+        with torch.inference_mode():
+            for index, layer in enumerate(encoder_layers()[: max(chosen) + 1]):
+                hidden, _ = layer(hidden)
+                if index in chosen:
+                    frames = hidden.reshape(-1, UNITS)
+                    pooled.append(frames.mean(0))
+                    if self.config.pooling == "mean_std":
+                        pooled.append(frames.std(0, unbiased=False))
+        return {"functionals": torch.cat(pooled).numpy().astype(np.float32)}

@@ -1,0 +1,170 @@
+"""The ``dvector`` feature set: resemblyzer's pre-trained GE2E speaker encoder, layer by layer.
+
+The weights are the real ones shipped in the resemblyzer wheel (part of the ``ssl`` extra). The
+references are resemblyzer's own code: its front end (volume, mel spectrogram) and its three-layer
+``VoiceEncoder`` (its utterance embedding). ``import resemblyzer`` needs ``webrtcvad``, which
+needs setuptools' removed ``pkg_resources``; resemblyzer only uses it for voice-activity trimming,
+which neither the references nor ser-bench call, so the tests give it an empty stand-in module
+when the real one cannot be imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+if importlib.util.find_spec("resemblyzer") is None:
+    pytest.skip('resemblyzer is not installed (pip install -e ".[ssl]")', allow_module_level=True)
+
+from benchmark.features import get_feature_set  # noqa: E402
+from benchmark.features import speaker_encoder as dvec  # noqa: E402
+
+SR = 16_000
+
+
+@pytest.fixture(scope="module")
+def resemblyzer():
+    try:
+        import webrtcvad  # noqa: F401
+    except ImportError:
+        sys.modules["webrtcvad"] = types.ModuleType("webrtcvad")  # only its VAD trimming needs it
+    return importlib.import_module("resemblyzer")
+
+
+def voice(seconds: float, seed: int, level: float = 0.1) -> np.ndarray:
+    """A gliding harmonic tone with noise and an amplitude envelope: speech-like, different per seed."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(int(seconds * SR)) / SR
+    f0 = 120 + 40 * rng.random() + 30 * np.sin(2 * np.pi * 0.7 * t)
+    phase = 2 * np.pi * np.cumsum(f0) / SR
+    tone = sum(np.sin(k * phase) / k for k in range(1, 8))
+    envelope = 0.5 + 0.5 * np.sin(2 * np.pi * (2 + rng.random()) * t) ** 2
+    signal = tone * envelope + 0.05 * rng.standard_normal(len(t))
+    return (level * signal / np.abs(signal).max()).astype(np.float32)
+
+
+def test_front_end_is_resemblyzers_own(resemblyzer):
+    from resemblyzer import audio
+
+    for level in (0.001, 0.9):  # quieter than -30 dBFS (raised) and louder (left as it is)
+        signal = voice(2.3, seed=1, level=level)
+        expected = audio.normalize_volume(signal, audio.audio_norm_target_dBFS, increase_only=True)
+        np.testing.assert_allclose(dvec.louder(signal), expected, rtol=1e-5, atol=1e-8)
+        np.testing.assert_allclose(dvec.mel_power(signal, SR), audio.wav_to_mel_spectrogram(signal), rtol=1e-5,
+                                   atol=1e-6)
+    assert np.array_equal(dvec.louder(np.zeros(100, np.float32)), np.zeros(100, np.float32))  # silence: no NaN
+
+
+def test_layer_by_layer_equals_resemblyzers_three_layer_encoder(resemblyzer):
+    """The last layer's last state through the encoder's head is resemblyzer's own embedding."""
+    encoder = resemblyzer.VoiceEncoder("cpu", verbose=False)
+    mels = torch.from_numpy(dvec.windows(dvec.mel_power(dvec.louder(voice(3.1, seed=2)), SR)))
+    assert mels.shape[0] > 1  # several 1.6 s windows
+    hidden = mels
+    with torch.inference_mode():
+        for layer in dvec.encoder_layers():
+            hidden, _ = layer(hidden)
+        ours = encoder.relu(encoder.linear(hidden[:, -1]))
+        ours = ours / torch.norm(ours, dim=1, keepdim=True)
+        expected = encoder(mels)
+    np.testing.assert_allclose(ours.numpy(), expected.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_windows_cover_the_utterance_as_the_encoder_was_trained():
+    mel = np.arange(410 * 40, dtype=np.float32).reshape(410, 40)
+    cut = dvec.windows(mel)
+    assert cut.shape == (5, 160, 40)
+    assert [int(w[0, 0]) // 40 for w in cut] == [0, 80, 160, 240, 250]  # the last one ends with the utterance
+    assert np.array_equal(cut[-1][-1], mel[-1])
+    short = dvec.windows(mel[:100])
+    assert short.shape == (1, 100, 40)  # one window of its own length, never zero-padded
+    assert dvec.windows(mel[:160]).shape == (1, 160, 40)
+
+
+def test_shapes_layers_and_pooling():
+    signal = voice(2.4, seed=3)
+    full = get_feature_set("dvector")
+    vector = full.extract(signal)["functionals"]
+    assert vector.shape == (1536,) == (len(full.feature_names),) and vector.dtype == np.float32
+    assert np.isfinite(vector).all() and vector[:256].std() > 0
+    assert full.feature_names[0] == "lstm0_mean_0" and full.feature_names[-1] == "lstm2_std_255"
+
+    upper = get_feature_set("dvector", layers="2, 1")
+    assert upper.config.layers == "1,2" and upper.cache_key() == get_feature_set("dvector", layers="1,2").cache_key()
+    np.testing.assert_allclose(upper.extract(signal)["functionals"], vector[512:], rtol=1e-5, atol=1e-6)
+    means = get_feature_set("dvector", pooling="mean").extract(signal)["functionals"]
+    assert means.shape == (768,)
+    np.testing.assert_allclose(means, np.concatenate([vector[0:256], vector[512:768], vector[1024:1280]]),
+                               rtol=1e-5, atol=1e-6)
+    assert full.cache_key() != upper.cache_key() != get_feature_set("dvector", pooling="mean").cache_key()
+    other = full.extract(voice(2.4, seed=4))["functionals"]
+    assert not np.allclose(other, vector)  # the vector describes the signal
+
+
+def test_bad_options_and_foreign_weights_are_one_line_errors(tmp_path, monkeypatch):
+    for bad in ({"layers": "3"}, {"layers": "1,x"}, {"layers": ""}):
+        with pytest.raises(dvec.SpeakerEncoderError, match="--feature-param layers="):
+            get_feature_set("dvector", **bad)
+    with pytest.raises(dvec.SpeakerEncoderError, match="--feature-param pooling='max': use mean_std or mean"):
+        get_feature_set("dvector", pooling="max")
+
+    foreign = tmp_path / "pretrained.pt"
+    foreign.write_bytes(b"not the weights")
+    monkeypatch.setattr(dvec, "weights_path", lambda: foreign)
+    dvec.checked_weights.cache_clear()
+    try:
+        with pytest.raises(dvec.SpeakerEncoderError, match=r"is not resemblyzer 0\.1\.4's weights"):
+            dvec.checked_weights()
+    finally:
+        dvec.checked_weights.cache_clear()
+
+
+def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    """``bench ARGS`` in a fresh process in ``cwd``, with its own feature cache and MLflow store there."""
+    env = {**os.environ, "COLUMNS": "200", "SER_BENCH_CACHE": str(cwd / "cache"),
+           "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
+    return subprocess.run([sys.executable, "-m", "benchmark", *args], capture_output=True, text=True, cwd=cwd,
+                          env=env, timeout=600)
+
+
+def test_cross_corpus_run_with_dvector_as_typed(data_dir, tmp_path):
+    """The README's command on the synthetic corpora; a bad layer is one line before any file."""
+    result = bench("run", "--protocol", "cross_corpus", "--train-corpus", "emodb", "--test-corpus", "urdu",
+                   "--classes", "4", "--model", "svm", "--features", "dvector", "--norm", "corpus",
+                   "--no-final-model", "--data-dir", str(data_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "emodb->urdu" in result.stdout and "pooled" in result.stdout
+
+    fresh = tmp_path / "bad"
+    fresh.mkdir()
+    bad = bench("run", "--protocol", "cross_corpus", "--train-corpus", "emodb", "--test-corpus", "urdu",
+                "--classes", "4", "--model", "svm", "--features", "dvector", "--feature-param", "layers=5",
+                "--data-dir", str(data_dir), cwd=fresh)
+    assert bad.returncode != 0
+    assert "Traceback" not in bad.stderr
+    lines = [line for line in bad.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "--feature-param layers=5" in lines[0], bad.stderr
+    assert not any(path.is_file() for path in (fresh / "cache").rglob("*"))  # refused before any file
+
+
+def test_emodb_to_urdu_with_the_speaker_encoder_on_the_real_corpora(real_data_dir, real_emodb_dir, real_urdu_dir,
+                                                                      tmp_path):
+    """The README's cross-corpus command on the real corpora, as typed: above the 0.445 of egemaps."""
+    import re
+
+    result = bench("run", "--protocol", "cross_corpus", "--train-corpus", "emodb", "--test-corpus", "urdu",
+                   "--classes", "4", "--model", "svm", "--features", "dvector", "--norm", "corpus",
+                   "--no-final-model", "--data-dir", str(real_data_dir), cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    pooled = re.search(r"pooled\s*│\s*400\s*│\s*([\d.]+)\s*│\s*([\d.]+)", result.stdout)
+    assert pooled, result.stdout[-2000:]
+    assert float(pooled.group(2)) >= 0.50, result.stdout[-2000:]
