@@ -93,7 +93,7 @@ def column_names(feature_set, n_columns: int) -> list[str]:
     from .features.functionals import functional_names
 
     names = list(feature_set.feature_names)
-    candidates = [names, functional_names(names)]
+    candidates = [names, functional_names(names), list(getattr(feature_set, "functional_names", []))]
     if getattr(feature_set, "smile_set", None):  # eGeMAPS: 25 LLD names, 88 functionals as vectors
         try:
             from .features.opensmile_sets import smile

@@ -93,10 +93,16 @@ def test_windows_cover_the_utterance_as_the_encoder_was_trained():
 def test_shapes_layers_and_pooling():
     signal = voice(2.4, seed=3)
     full = get_feature_set("dvector")
-    vector = full.extract(signal)["functionals"]
-    assert vector.shape == (1536,) == (len(full.feature_names),) and vector.dtype == np.float32
+    arrays = full.extract(signal)
+    vector = arrays["functionals"]
+    assert vector.shape == (1536,) == (len(full.functional_names),) and vector.dtype == np.float32
     assert np.isfinite(vector).all() and vector[:256].std() > 0
-    assert full.feature_names[0] == "lstm0_mean_0" and full.feature_names[-1] == "lstm2_std_255"
+    assert full.functional_names[0] == "lstm0_mean_0" and full.functional_names[-1] == "lstm2_std_255"
+    n_mel = 1 + len(signal) // 160  # 241 frames of 10 ms
+    assert arrays["frames"].shape == (-(-n_mel // 4), 768) == (61, len(full.feature_names))  # 25 per second
+    assert full.feature_names[0] == "lstm0_0" and full.feature_names[-1] == "lstm2_255"
+    assert set(full.extract(signal, parts=("frames",))) == {"frames"}
+    assert set(full.extract(signal, parts=("functionals",))) == {"functionals"}
 
     upper = get_feature_set("dvector", layers="2, 1")
     assert upper.config.layers == "1,2" and upper.cache_key() == get_feature_set("dvector", layers="1,2").cache_key()
@@ -110,12 +116,35 @@ def test_shapes_layers_and_pooling():
     assert not np.allclose(other, vector)  # the vector describes the signal
 
 
+def test_frames_are_back_to_back_windows_averaged_to_the_frame_rate(resemblyzer):
+    """Each 1.6 s piece runs from a fresh state as trained; the 10 ms outputs are averaged in groups."""
+    signal = voice(3.7, seed=5)
+    mel = dvec.mel_power(dvec.louder(signal), SR)
+    encoder = resemblyzer.VoiceEncoder("cpu", verbose=False)
+    expected = []
+    with torch.inference_mode():
+        for start in range(0, len(mel), 160):  # the three-layer LSTM itself, one window at a time
+            outputs, _ = encoder.lstm(torch.from_numpy(mel[start:start + 160])[None])
+            expected.append(outputs[0].numpy())
+    expected = np.concatenate(expected)
+    every = get_feature_set("dvector", layers="2", frame_rate=100).extract(signal, parts=("frames",))["frames"]
+    np.testing.assert_allclose(every, expected, rtol=1e-4, atol=1e-5)
+    fifty = get_feature_set("dvector", layers="2", frame_rate=50).extract(signal, parts=("frames",))["frames"]
+    assert len(fifty) == -(-len(expected) // 2)
+    np.testing.assert_allclose(fifty[0], expected[:2].mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(fifty[-1], expected[2 * (len(fifty) - 1):].mean(0), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(dvec.group_means(np.arange(10.0)[:, None], 4)[:, 0], [1.5, 5.5, 8.5])
+
+
 def test_bad_options_and_foreign_weights_are_one_line_errors(tmp_path, monkeypatch):
     for bad in ({"layers": "3"}, {"layers": "1,x"}, {"layers": ""}):
         with pytest.raises(dvec.SpeakerEncoderError, match="--feature-param layers="):
             get_feature_set("dvector", **bad)
     with pytest.raises(dvec.SpeakerEncoderError, match="--feature-param pooling='max': use mean_std or mean"):
         get_feature_set("dvector", pooling="max")
+    for rate in (0, 30, 200):
+        with pytest.raises(dvec.SpeakerEncoderError, match=f"--feature-param frame_rate={rate}: use a divisor of 100"):
+            get_feature_set("dvector", frame_rate=rate)
 
     foreign = tmp_path / "pretrained.pt"
     foreign.write_bytes(b"not the weights")

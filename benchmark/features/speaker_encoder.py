@@ -10,10 +10,13 @@ wheel on PyPI, where the self-supervised models (Hugging Face) cannot be downloa
 
 Why it is built this way:
 
-- The network runs as it was trained: on windows of 1.6 s (160 frames) every 0.8 s, the last one
-  ending at the end of the utterance (a shorter utterance is one window of its own length, never
-  zero-padded), each from a fresh LSTM state. The utterance vector is the mean and standard
-  deviation of each chosen layer's outputs over every frame of every window. All three layers
+- The network runs as it was trained: on windows of 1.6 s (160 frames), each from a fresh LSTM
+  state, never zero-padded (a shorter utterance or tail is a window of its own length). The
+  utterance vector (``functionals``, for SVM/XGBoost) is the mean and standard deviation of each
+  chosen layer's outputs over every frame of windows every 0.8 s, the last one ending with the
+  utterance. The ``frames`` (for the sequence models) are the chosen layers' outputs over
+  back-to-back windows, one per 10 ms, averaged in groups to ``frame_rate`` per second (25 by
+  default: about librosa46's 31, so a BLSTM's cost stays near its cost there). All three layers
   by default: which layer carries emotion is a choice to make on training data
   (``--feature-param layers=1,2``), not a property to assume.
 - Only the weights file is read from the installed package (its SHA-256 is checked and is part of
@@ -57,6 +60,7 @@ class SpeakerEncoderError(BenchError):
 class SpeakerEncoderConfig(FeatureConfig):
     layers: int | str = "0,1,2"  # LSTM layers (0 = nearest the input), comma-separated; their statistics are concatenated
     pooling: str = "mean_std"  # mean and standard deviation over frames, or the mean alone
+    frame_rate: int = 25  # frames per second of the sequence models' input (a divisor of 100)
 
 
 def parse_layers(text: Any) -> tuple[int, ...]:
@@ -121,6 +125,19 @@ def windows(mel: np.ndarray) -> np.ndarray:
     return np.stack([mel[start:start + WINDOW_FRAMES] for start in starts])
 
 
+def back_to_back(mel: np.ndarray) -> list[np.ndarray]:
+    """Consecutive 160-frame windows covering the utterance once; the tail is a window of its own length."""
+    return [mel[start:start + WINDOW_FRAMES] for start in range(0, len(mel), WINDOW_FRAMES)]
+
+
+def group_means(frames: np.ndarray, size: int) -> np.ndarray:
+    """Means of consecutive groups of ``size`` frames (the last group may be shorter)."""
+    if size == 1:
+        return frames
+    starts = np.arange(0, len(frames), size)
+    return np.add.reduceat(frames, starts, axis=0) / np.diff(np.append(starts, len(frames)))[:, None]
+
+
 @lru_cache(maxsize=1)
 def encoder_layers() -> list:
     """The three LSTM layers as separate one-layer modules, so each layer's outputs can be read."""
@@ -140,9 +157,8 @@ def encoder_layers() -> list:
 class SpeakerEncoder(FeatureSet):
     name = "dvector"
     description = ("pre-trained GE2E speaker encoder (resemblyzer; LibriSpeech + VoxCeleb): "
-                   "mean/std of its 3 LSTM layers, 1536 per utterance")
-    level = "utterance"
-    parts = ("functionals",)
+                   "its 3 LSTM layers, 768 per frame (25/s); their mean/std, 1536 per utterance")
+    parts = ("frames", "functionals")
     config_class = SpeakerEncoderConfig
     libraries = ("numpy", "scipy", "librosa", "torch")
     needs_own_process = True  # torch's threads and memory stay out of the process that trains the models
@@ -151,6 +167,9 @@ class SpeakerEncoder(FeatureSet):
     def __init__(self, config: SpeakerEncoderConfig | None = None, **overrides: Any):
         super().__init__(config, **overrides)
         layers = ",".join(map(str, parse_layers(self.config.layers)))
+        if not 1 <= self.config.frame_rate <= 100 or 100 % self.config.frame_rate:
+            raise SpeakerEncoderError(f"--feature-param frame_rate={self.config.frame_rate}: use a divisor of 100 "
+                                      f"(the encoder's 100 frames per second), e.g. 25, 50 or 100")
         if self.config.pooling not in POOLINGS:
             raise SpeakerEncoderError(f"--feature-param pooling={self.config.pooling!r}: use {' or '.join(POOLINGS)}")
         self.config = replace(self.config, layers=layers)  # one spelling, one cache key
@@ -166,22 +185,41 @@ class SpeakerEncoder(FeatureSet):
 
     @property
     def feature_names(self) -> list[str]:
+        """The columns of ``frames``: each chosen layer's units."""
+        return [f"lstm{layer}_{unit}" for layer in parse_layers(self.config.layers) for unit in range(UNITS)]
+
+    @property
+    def functional_names(self) -> list[str]:
+        """The columns of ``functionals``: each chosen layer's mean (and std) of each unit."""
         stats = ("mean", "std") if self.config.pooling == "mean_std" else ("mean",)
         return [f"lstm{layer}_{stat}_{unit}" for layer in parse_layers(self.config.layers)
                 for stat in stats for unit in range(UNITS)]
 
     def extract(self, signal: np.ndarray, parts=None) -> dict[str, np.ndarray]:
+        mel = mel_power(louder(np.asarray(signal, dtype=np.float32)), self.sample_rate)
+        out = {}
+        if parts is None or "functionals" in parts:
+            outputs = self._layer_outputs(windows(mel))
+            pooled = [frames.mean(0) for frames in outputs]
+            if self.config.pooling == "mean_std":
+                pooled = [stat for frames in outputs for stat in (frames.mean(0), frames.std(0))]
+            out["functionals"] = np.concatenate(pooled).astype(np.float32)
+        if parts is None or "frames" in parts:
+            cut = back_to_back(mel)
+            full, tail = (cut, []) if len(cut[-1]) == WINDOW_FRAMES else (cut[:-1], cut[-1:])
+            pieces = [np.concatenate(self._layer_outputs(np.stack(batch)), axis=1) for batch in (full, tail) if batch]
+            out["frames"] = group_means(np.concatenate(pieces), 100 // self.config.frame_rate).astype(np.float32)
+        return out
+
+    def _layer_outputs(self, batch: np.ndarray) -> list[np.ndarray]:
+        """Each chosen layer's outputs, (windows x frames, 256), for windows of one length."""
         import torch
 
         chosen = parse_layers(self.config.layers)
-        hidden = torch.from_numpy(windows(mel_power(louder(np.asarray(signal, dtype=np.float32)), self.sample_rate)))
-        pooled = []
+        hidden, outputs = torch.from_numpy(np.ascontiguousarray(batch)), []
         with torch.inference_mode():
             for index, layer in enumerate(encoder_layers()[: max(chosen) + 1]):
                 hidden, _ = layer(hidden)
                 if index in chosen:
-                    frames = hidden.reshape(-1, UNITS)
-                    pooled.append(frames.mean(0))
-                    if self.config.pooling == "mean_std":
-                        pooled.append(frames.std(0, unbiased=False))
-        return {"functionals": torch.cat(pooled).numpy().astype(np.float32)}
+                    outputs.append(hidden.reshape(-1, UNITS).numpy().astype(np.float64))
+        return outputs
