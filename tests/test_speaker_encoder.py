@@ -197,3 +197,45 @@ def test_emodb_to_urdu_with_the_speaker_encoder_on_the_real_corpora(real_data_di
     pooled = re.search(r"pooled\s*│\s*400\s*│\s*([\d.]+)\s*│\s*([\d.]+)", result.stdout)
     assert pooled, result.stdout[-2000:]
     assert float(pooled.group(2)) >= 0.50, result.stdout[-2000:]
+
+
+def write_folder_corpus(root: Path, speakers: int = 3, per_class: int = 2) -> Path:
+    """``<emotion>/<speaker>/file.wav``: anger louder and higher than sadness."""
+    import soundfile as sf
+
+    for e, emotion in enumerate(("anger", "sadness")):
+        for s in range(speakers):
+            folder = root / emotion / f"spk{s}"
+            folder.mkdir(parents=True, exist_ok=True)
+            for k in range(per_class):
+                signal = voice(1.0 + 0.4 * k, seed=100 * e + 10 * s + k, level=0.3 if emotion == "anger" else 0.05)
+                sf.write(folder / f"{emotion}_{s}_{k}.wav", signal, SR)
+    return root
+
+
+def test_final_model_predicts_a_new_file_and_a_sequence_model_trains_on_the_frames(tmp_path):
+    import json
+
+    corpus = write_folder_corpus(tmp_path / "corpus")
+    run = bench("run", "--model", "svm", "--features", "dvector", "--corpus", f"folder:{corpus}", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr[-2000:]
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (parent,) = [r for r in client.search_runs([e.experiment_id for e in client.search_experiments()])
+                 if "mlflow.parentRunId" not in r.data.tags and r.data.tags.get("ser_bench_kind") == "run"]
+    assert parent.info.status == "FINISHED" and parent.data.params["features.name"] == "dvector"
+    wav = sorted(corpus.rglob("*.wav"))[0]
+    predicted = bench("predict", str(wav), "--model", f"runs:/{parent.info.run_id}/model", "--format", "json",
+                      cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr[-2000:]
+    answer = json.loads(predicted.stdout)
+    assert answer["predictions"][0]["top1"] in ("anger", "sadness") and not answer["failed"]
+
+    from benchmark.config import resolve
+    from benchmark.runner import Runtime, run as run_config
+
+    config = resolve(dict(model="attn_blstm", features="dvector", corpus=f"folder:{corpus}", epochs=1, batch_size=4,
+                          model_params={"units": 4}, final_model=False))
+    result = run_config(config, Runtime(tracking_uri=f"sqlite:///{tmp_path / 'seq.db'}", progress=False))
+    assert len(result.folds) == 3 and all(0.0 <= row["uar"] <= 1.0 for row in result.folds)  # one per speaker
