@@ -87,13 +87,15 @@ def measure(norm: str, X, groups, train: np.ndarray, test: np.ndarray, fold: str
     return Shift(fold, norm, d, list(names), SD if sd is None else sd)
 
 
-def column_names(feature_set, n_columns: int) -> list[str]:
-    """Names of the model-input columns: the set's own names, its frame statistics' names, or its
-    openSMILE functionals' names, whichever has the right length (else ``feature_<j>``)."""
+def column_names(feature_set, n_columns: int, vectors: bool = True) -> list[str]:
+    """Names of the model-input columns, whichever list has the right length (else ``feature_<j>``):
+    for utterance vectors the set's own functionals' names first (dvector's may be as wide as its
+    frames), then the set's names, its frame statistics' names, or its openSMILE functionals' names."""
     from .features.functionals import functional_names
 
     names = list(feature_set.feature_names)
-    candidates = [names, functional_names(names), list(getattr(feature_set, "functional_names", []))]
+    own = list(getattr(feature_set, "functional_names", [])) if vectors else []
+    candidates = [own, names, functional_names(names)]
     if getattr(feature_set, "smile_set", None):  # eGeMAPS: 25 LLD names, 88 functionals as vectors
         try:
             from .features.opensmile_sets import smile
@@ -119,8 +121,9 @@ def check_folds(norm: str, inputs, names: list[str], min_fraction: float | None 
 
 def check_run(norm: str, inputs, feature_set) -> Shift | None:
     """:func:`check_folds` on a run's inputs, with the feature set's column names."""
-    n_columns = inputs.X.shape[1] if isinstance(inputs.X, np.ndarray) else inputs.X[0].shape[1]
+    vectors = isinstance(inputs.X, np.ndarray)
+    n_columns = inputs.X.shape[1] if vectors else inputs.X[0].shape[1]
     worst = check_folds(norm, inputs, [f"feature_{j}" for j in range(n_columns)])
     if worst is not None:  # names only when there is a warning to give: openSMILE's cost ~2 s to ask for
-        worst.names = column_names(feature_set, n_columns)
+        worst.names = column_names(feature_set, n_columns, vectors)
     return worst

@@ -111,7 +111,13 @@ def test_shapes_layers_and_pooling():
     assert means.shape == (768,)
     np.testing.assert_allclose(means, np.concatenate([vector[0:256], vector[512:768], vector[1024:1280]]),
                                rtol=1e-5, atol=1e-6)
-    assert full.cache_key() != upper.cache_key() != get_feature_set("dvector", pooling="mean").cache_key()
+    keys = {get_feature_set("dvector", **options).cache_key()
+            for options in ({}, {"layers": "1,2"}, {"pooling": "mean"}, {"frame_rate": 50})}
+    assert len(keys) == 4 and full.cache_key() in keys
+    described = full.describe()
+    assert described["weights"].startswith("resemblyzer-0.1.4:") and {"torch", "librosa"} <= set(described["libraries"])
+    assert get_feature_set("dvector", layers=[2, 1]).config.layers == "1,2" == get_feature_set("dvector", layers=(1, 2)).config.layers
+    assert get_feature_set("dvector", layers=2).config.layers == "2"
     other = full.extract(voice(2.4, seed=4))["functionals"]
     assert not np.allclose(other, vector)  # the vector describes the signal
 
@@ -136,8 +142,27 @@ def test_frames_are_back_to_back_windows_averaged_to_the_frame_rate(resemblyzer)
     np.testing.assert_allclose(dvec.group_means(np.arange(10.0)[:, None], 4)[:, 0], [1.5, 5.5, 8.5])
 
 
+def test_silent_tiny_and_empty_signals_give_finite_vectors():
+    full = get_feature_set("dvector")
+    for signal in (np.zeros(16_000, np.float32), np.full(8000, 1e-42, np.float32), np.zeros(5, np.float32),
+                   np.zeros(0, np.float32), voice(0.05, seed=6)):
+        arrays = full.extract(signal)
+        assert arrays["functionals"].shape == (1536,) and np.isfinite(arrays["functionals"]).all()
+        assert arrays["frames"].shape[1] == 768 and len(arrays["frames"]) >= 1 and np.isfinite(arrays["frames"]).all()
+
+
+def test_vector_columns_are_named_after_the_functionals_even_when_as_wide_as_the_frames():
+    from benchmark.feature_shift import column_names
+
+    means = get_feature_set("dvector", pooling="mean")
+    assert len(means.functional_names) == len(means.feature_names) == 768
+    assert column_names(means, 768)[0] == "lstm0_mean_0"
+    assert column_names(means, 768, vectors=False)[0] == "lstm0_0"
+    assert get_feature_set("augmented", base="dvector", kind="noise", value=10.0).max_workers == 1  # one torch process
+
+
 def test_bad_options_and_foreign_weights_are_one_line_errors(tmp_path, monkeypatch):
-    for bad in ({"layers": "3"}, {"layers": "1,x"}, {"layers": ""}):
+    for bad in ({"layers": "3"}, {"layers": "1,x"}, {"layers": ""}, {"layers": [1, 5]}, {"layers": "-1"}):
         with pytest.raises(dvec.SpeakerEncoderError, match="--feature-param layers="):
             get_feature_set("dvector", **bad)
     with pytest.raises(dvec.SpeakerEncoderError, match="--feature-param pooling='max': use mean_std or mean"):
@@ -152,9 +177,41 @@ def test_bad_options_and_foreign_weights_are_one_line_errors(tmp_path, monkeypat
     dvec.checked_weights.cache_clear()
     try:
         with pytest.raises(dvec.SpeakerEncoderError, match=r"is not resemblyzer 0\.1\.4's weights"):
-            dvec.checked_weights()
+            get_feature_set("dvector").describe()  # what the feature cache asks first, before any file
     finally:
         dvec.checked_weights.cache_clear()
+    monkeypatch.undo()
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(dvec.importlib.util, "find_spec",
+                        lambda name, *a: None if name == "resemblyzer" else real_find_spec(name, *a))
+    dvec.checked_weights.cache_clear()
+    try:
+        with pytest.raises(dvec.SpeakerEncoderError, match=r"needs the resemblyzer package for its weights; install"):
+            get_feature_set("dvector").cache_key()
+    finally:
+        monkeypatch.undo()
+        dvec.checked_weights.cache_clear()
+
+
+def test_a_run_with_foreign_weights_stops_before_any_file(tmp_path, monkeypatch):
+    from benchmark.config import resolve
+    from benchmark.runner import Runtime, run as run_config
+
+    corpus = write_folder_corpus(tmp_path / "corpus", speakers=2, per_class=1)
+    foreign = tmp_path / "pretrained.pt"
+    foreign.write_bytes(b"not the weights")
+    monkeypatch.setattr(dvec, "weights_path", lambda: foreign)
+    dvec.checked_weights.cache_clear()
+    cache = tmp_path / "cache"
+    try:
+        config = resolve(dict(model="svm", features="dvector", corpus=f"folder:{corpus}", final_model=False))
+        with pytest.raises(dvec.SpeakerEncoderError, match="is not resemblyzer 0.1.4's weights"):
+            run_config(config, Runtime(tracking_uri=f"sqlite:///{tmp_path / 'm.db'}", cache_dir=str(cache),
+                                       progress=False))
+    finally:
+        dvec.checked_weights.cache_clear()
+    assert not any(path.suffix == ".npz" for path in cache.rglob("*"))  # nothing extracted
 
 
 def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -65,6 +65,10 @@ class Augmented(FeatureSet):
         return self.base_set.needs_own_process
 
     @property
+    def max_workers(self) -> int | None:  # a set holding a large model (dvector, hf) keeps its one process
+        return self.base_set.max_workers
+
+    @property
     def feature_names(self) -> list[str]:
         return self.base_set.feature_names
 

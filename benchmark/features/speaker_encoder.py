@@ -24,8 +24,11 @@ Why it is built this way:
   ``pkg_resources`` (gone from setuptools >= 81). The front end is resemblyzer's own, in a few lines:
   the volume raised to -30 dBFS when quieter (never lowered), then librosa's mel spectrogram with
   its parameters. Its voice-activity trimming is left out (utterances, not long recordings).
-- torch is imported only inside methods, and extraction runs in one worker process (torch uses
-  every core inside it), so ``import benchmark.features`` stays light.
+- torch is imported only inside methods, so ``import benchmark.features`` stays light. At most one
+  process extracts (``max_workers = 1``; torch uses every core inside it): a worker where the
+  run's other sets need one, else the main process, as for the ``hf`` sets.
+- A missing package or a foreign weights file is found in :meth:`describe`, which the feature
+  cache calls in the main process before any file, so it is one line, not one warning per file.
 """
 
 from __future__ import annotations
@@ -58,17 +61,20 @@ class SpeakerEncoderError(BenchError):
 
 @dataclass(frozen=True)
 class SpeakerEncoderConfig(FeatureConfig):
-    layers: int | str = "0,1,2"  # LSTM layers (0 = nearest the input), comma-separated; their statistics are concatenated
+    layers: int | tuple[int, ...] | str = "0,1,2"  # LSTM layers (0 = nearest the input), comma-separated; their statistics are concatenated
     pooling: str = "mean_std"  # mean and standard deviation over frames, or the mean alone
     frame_rate: int = 25  # frames per second of the sequence models' input (a divisor of 100)
 
 
-def parse_layers(text: Any) -> tuple[int, ...]:
-    """``"1,2"`` -> (1, 2): sorted, unique, each 0..2, or a one-line error naming the option."""
+def parse_layers(value: Any) -> tuple[int, ...]:
+    """``"1,2"``, ``[1, 2]`` or ``2`` -> sorted unique layers, each 0..2, or a one-line error naming the option."""
+    parts = value if isinstance(value, (list, tuple)) else str(value).strip("[]() ").split(",")
     try:
-        layers = sorted({int(part) for part in str(text).strip("[]() ").split(",")})
+        layers = [] if isinstance(value, bool) or any(isinstance(p, bool) for p in parts) else \
+            sorted({int(str(part).strip()) for part in parts})
     except ValueError:
         layers = []
+    text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
     if not layers or any(not 0 <= layer < N_LAYERS for layer in layers):
         raise SpeakerEncoderError(f"--feature-param layers={text!r}: use LSTM layers 0, 1 and/or 2, "
                                   f"comma-separated (e.g. layers=1,2)")
@@ -98,11 +104,11 @@ def checked_weights() -> Path:
 
 def louder(signal: np.ndarray) -> np.ndarray:
     """Resemblyzer's volume normalisation: raised to -30 dBFS when quieter, never lowered."""
-    rms = float(np.sqrt(np.mean(np.square(signal, dtype=np.float64))))
-    if rms <= 0.0:
+    rms = float(np.sqrt(np.mean(np.square(signal, dtype=np.float64)))) if len(signal) else 0.0
+    if rms < 1e-10:  # silence (or denormal noise, whose gain would overflow): left as it is
         return signal
     gain_db = TARGET_DBFS - 20.0 * np.log10(rms)
-    return signal * np.float32(10.0 ** (gain_db / 20.0)) if gain_db > 0 else signal
+    return (signal * 10.0 ** (gain_db / 20.0)).astype(np.float32) if gain_db > 0 else signal
 
 
 def mel_power(signal: np.ndarray, sr: int) -> np.ndarray:
@@ -175,6 +181,9 @@ class SpeakerEncoder(FeatureSet):
         self.config = replace(self.config, layers=layers)  # one spelling, one cache key
 
     def describe(self) -> dict[str, Any]:
+        if importlib.util.find_spec("torch") is None:
+            raise SpeakerEncoderError(f"feature set dvector needs torch; {INSTALL_HINT}")
+        checked_weights()  # missing or foreign weights: one line here, in the main process, before any file
         return {
             "name": self.name,
             "config": asdict(self.config),
@@ -200,9 +209,9 @@ class SpeakerEncoder(FeatureSet):
         out = {}
         if parts is None or "functionals" in parts:
             outputs = self._layer_outputs(windows(mel))
-            pooled = [frames.mean(0) for frames in outputs]
-            if self.config.pooling == "mean_std":
-                pooled = [stat for frames in outputs for stat in (frames.mean(0), frames.std(0))]
+            with_std = self.config.pooling == "mean_std"
+            pooled = [stat for frames in outputs for stat in ((frames.mean(0), frames.std(0)) if with_std
+                                                              else (frames.mean(0),))]
             out["functionals"] = np.concatenate(pooled).astype(np.float32)
         if parts is None or "frames" in parts:
             cut = back_to_back(mel)
