@@ -149,6 +149,26 @@ def test_crnn_zeroes_padded_frames_after_every_convolution():
     assert model.output_shape == (None, 3)
 
 
+def test_crnn_pooling_and_growth_options_keep_masking_exact():
+    """first_band_pool (frequency pooling of the first block) and growth (filters after it) change
+    the shapes as stated, and a bucketed prediction still equals one-by-one inference."""
+    import keras
+
+    options = {**TINY["crnn"], "first_band_pool": 4, "growth": 1}
+    sequences, labels, groups = toy_data(n_features=24)  # 3 channels x 8 bands
+    model = get_model("crnn", epochs=2, batch_size=8, **options).fit(sequences, labels, groups=groups)
+    together = model.predict_proba(sequences, batch_size=7)
+    alone = np.concatenate([model.predict_proba([s]) for s in sequences])
+    np.testing.assert_allclose(together, alone, atol=1e-5)
+    built = get_model("crnn", **options).build(24, 3)
+    probe = keras.Model(built.input, [built.get_layer("pool_1").output, built.get_layer("zero_padded_2").output])
+    first, second = (keras.ops.convert_to_numpy(t) for t in probe(np.ones((1, 12, 24), np.float32)))
+    assert first.shape == (1, 6, 2, 4)  # time / 2, bands 8 / 4, filters 4
+    assert second.shape[-1] == 4  # growth 1: the second block keeps the first block's filters
+    doubled = get_model("crnn", **TINY["crnn"]).build(24, 3).get_layer("zero_padded_2").output.shape
+    assert doubled[-1] == 8 and doubled[-2] == 4  # the defaults: filters doubled, bands 8 / 2
+
+
 def test_crnn_saves_and_reloads_with_its_mask_layers(tmp_path):
     import keras
 

@@ -5,6 +5,9 @@ independent): the ``logmel`` frames are read as a (bands x 3) image per frame (s
 delta-delta as channels), convolution blocks (5x3 kernels, ReLU, max pooling over frequency and,
 in the first ``time_pools`` blocks, over time) feed a projection, a BLSTM and attention pooling.
 Sized for CPUs by default (Chen et al. used 128/256 filters, 6 conv layers, 768 projection units).
+``growth`` multiplies the filters after the first block (2: doubled, as Chen et al.) and
+``first_band_pool`` is the first block's frequency pooling (2 by default; Chen et al. pool 4 after
+their first layer): the two levers that cut the convolutions' cost most (README, crnn speed).
 
 Masking is exact, as in the other networks: the (batch, time) mask comes from the input (all-zero
 frames are padding), padded frames are zeroed after every convolution so no bias leaks through
@@ -33,6 +36,7 @@ class CRNN(KerasSequenceClassifier):
     description = "2-D conv blocks over time x frequency -> BLSTM -> masked attention pooling (after Chen et al. 2018)"
 
     def __init__(self, filters: Count = 32, conv_blocks: Count = 3, time_pools: NonNegative = 2, channels: Count = 3,
+                 growth: Count = 2, first_band_pool: Count = 2,
                  projection_units: Count = 128, lstm_units: Count = 64, dense_units: Count = 64, dropout: Fraction = 0.3,
                  epochs: Count = 100, batch_size: Count = 32, learning_rate: Positive = 1e-3, patience: NonNegative = 15,
                  validation_fraction: Fraction = 0.15, class_weight: ClassWeight = "balanced", clipnorm: Annotated[float, Ge(0)] = 1.0,
@@ -56,14 +60,15 @@ class CRNN(KerasSequenceClassifier):
         x = layers.Reshape((-1, self.channels, bands))(inputs)
         x = layers.Permute((1, 3, 2), name="time_band_channel")(x)
         for block in range(self.conv_blocks):
-            x = layers.Conv2D(self.filters * (1 if block == 0 else 2), (5, 3), padding="same", activation="relu",
-                              name=f"conv_{block + 1}")(x)
+            x = layers.Conv2D(self.filters * (1 if block == 0 else self.growth), (5, 3), padding="same",
+                              activation="relu", name=f"conv_{block + 1}")(x)
             x = ZeroPadded(name=f"zero_padded_{block + 1}")([x, mask])
             time_pool = 2 if block < self.time_pools else 1
-            x = layers.MaxPooling2D((time_pool, 2), padding="same", name=f"pool_{block + 1}")(x)
+            band_pool = self.first_band_pool if block == 0 else 2
+            x = layers.MaxPooling2D((time_pool, band_pool), padding="same", name=f"pool_{block + 1}")(x)
             if time_pool > 1:
                 mask = PoolFrameMask(time_pool, name=f"pool_mask_{block + 1}")(mask)
-            bands = -(-bands // 2)
+            bands = -(-bands // band_pool)
         x = layers.Reshape((-1, bands * x.shape[-1]), name="frames")(x)
         x = layers.Dense(self.projection_units, activation="relu", name="projection")(x)
         x = layers.Dropout(self.dropout)(x)
