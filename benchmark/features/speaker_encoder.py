@@ -68,15 +68,14 @@ class SpeakerEncoderConfig(FeatureConfig):
 
 def parse_layers(value: Any) -> tuple[int, ...]:
     """``"1,2"``, ``[1, 2]`` or ``2`` -> sorted unique layers, each 0..2, or a one-line error naming the option."""
-    parts = value if isinstance(value, (list, tuple)) else str(value).strip("[]() ").split(",")
+    items = value if isinstance(value, (list, tuple)) else str(value).strip("[]() ").split(",")
     try:
-        layers = [] if isinstance(value, bool) or any(isinstance(p, bool) for p in parts) else \
-            sorted({int(str(part).strip()) for part in parts})
+        layers = sorted({int(str(item).strip()) for item in items})  # str(): True is "True", refused
     except ValueError:
         layers = []
-    text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else value
     if not layers or any(not 0 <= layer < N_LAYERS for layer in layers):
-        raise SpeakerEncoderError(f"--feature-param layers={text!r}: use LSTM layers 0, 1 and/or 2, "
+        shown = ",".join(map(str, items)) if isinstance(value, (list, tuple)) else value
+        raise SpeakerEncoderError(f"--feature-param layers={shown!r}: use LSTM layers 0, 1 and/or 2, "
                                   f"comma-separated (e.g. layers=1,2)")
     return tuple(layers)
 
@@ -172,13 +171,13 @@ class SpeakerEncoder(FeatureSet):
 
     def __init__(self, config: SpeakerEncoderConfig | None = None, **overrides: Any):
         super().__init__(config, **overrides)
-        layers = ",".join(map(str, parse_layers(self.config.layers)))
+        self.layer_indices = parse_layers(self.config.layers)
         if not 1 <= self.config.frame_rate <= 100 or 100 % self.config.frame_rate:
             raise SpeakerEncoderError(f"--feature-param frame_rate={self.config.frame_rate}: use a divisor of 100 "
                                       f"(the encoder's 100 frames per second), e.g. 25, 50 or 100")
         if self.config.pooling not in POOLINGS:
             raise SpeakerEncoderError(f"--feature-param pooling={self.config.pooling!r}: use {' or '.join(POOLINGS)}")
-        self.config = replace(self.config, layers=layers)  # one spelling, one cache key
+        self.config = replace(self.config, layers=",".join(map(str, self.layer_indices)))  # one spelling, one key
 
     def describe(self) -> dict[str, Any]:
         if importlib.util.find_spec("torch") is None:
@@ -195,14 +194,13 @@ class SpeakerEncoder(FeatureSet):
     @property
     def feature_names(self) -> list[str]:
         """The columns of ``frames``: each chosen layer's units."""
-        return [f"lstm{layer}_{unit}" for layer in parse_layers(self.config.layers) for unit in range(UNITS)]
+        return [f"lstm{layer}_{unit}" for layer in self.layer_indices for unit in range(UNITS)]
 
     @property
     def functional_names(self) -> list[str]:
         """The columns of ``functionals``: each chosen layer's mean (and std) of each unit."""
         stats = ("mean", "std") if self.config.pooling == "mean_std" else ("mean",)
-        return [f"lstm{layer}_{stat}_{unit}" for layer in parse_layers(self.config.layers)
-                for stat in stats for unit in range(UNITS)]
+        return [f"lstm{layer}_{stat}_{unit}" for layer in self.layer_indices for stat in stats for unit in range(UNITS)]
 
     def extract(self, signal: np.ndarray, parts=None) -> dict[str, np.ndarray]:
         mel = mel_power(louder(np.asarray(signal, dtype=np.float32)), self.sample_rate)
@@ -224,7 +222,7 @@ class SpeakerEncoder(FeatureSet):
         """Each chosen layer's outputs, (windows x frames, 256), for windows of one length."""
         import torch
 
-        chosen = parse_layers(self.config.layers)
+        chosen = self.layer_indices
         hidden, outputs = torch.from_numpy(np.ascontiguousarray(batch)), []
         with torch.inference_mode():
             for index, layer in enumerate(encoder_layers()[: max(chosen) + 1]):
