@@ -214,21 +214,31 @@ def test_a_run_with_foreign_weights_stops_before_any_file(tmp_path, monkeypatch)
     assert not any(path.suffix == ".npz" for path in cache.rglob("*"))  # nothing extracted
 
 
-def bench(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    """``bench ARGS`` in a fresh process in ``cwd``, with its own feature cache and MLflow store there."""
+# the README's commands, as typed there (the data folder comes from SER_BENCH_DATA)
+README_CROSS_CORPUS = ("bench run --protocol cross_corpus --train-corpus emodb --test-corpus urdu --classes 4 "
+                       "--model svm --features dvector --norm corpus")
+README_EMODB = "bench run --model svm --features dvector --corpus emodb --classes 7 --norm speaker"
+
+
+def bench(*args: str, cwd: Path, data: Path | None = None) -> subprocess.CompletedProcess:
+    """``bench ARGS`` in a fresh process in ``cwd``, with its own feature cache and MLflow store there
+    (and SER_BENCH_DATA=``data`` when given)."""
     env = {**os.environ, "COLUMNS": "200", "SER_BENCH_CACHE": str(cwd / "cache"),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}"}
+           "MLFLOW_TRACKING_URI": f"sqlite:///{cwd / 'mlflow.db'}", **({"SER_BENCH_DATA": str(data)} if data else {})}
     return subprocess.run([sys.executable, "-m", "benchmark", *args], capture_output=True, text=True, cwd=cwd,
                           env=env, timeout=600)
 
 
-def test_cross_corpus_run_with_dvector_as_typed(data_dir, tmp_path):
-    """The README's command on the synthetic corpora; a bad layer is one line before any file."""
-    result = bench("run", "--protocol", "cross_corpus", "--train-corpus", "emodb", "--test-corpus", "urdu",
-                   "--classes", "4", "--model", "svm", "--features", "dvector", "--norm", "corpus",
-                   "--no-final-model", "--data-dir", str(data_dir), cwd=tmp_path)
+def test_the_readmes_dvector_commands_as_typed(data_dir, tmp_path):
+    """The README's two commands on the synthetic corpora; a bad layer is one line before any file."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert README_CROSS_CORPUS in readme and README_EMODB + "\n" in readme  # what the tests run is what it shows
+    result = bench(*README_CROSS_CORPUS.split()[1:], cwd=tmp_path, data=data_dir)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "emodb->urdu" in result.stdout and "pooled" in result.stdout
+    result = bench(*README_EMODB.split()[1:], cwd=tmp_path, data=data_dir)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "speaker-03" in result.stdout and "pooled" in result.stdout
 
     fresh = tmp_path / "bad"
     fresh.mkdir()
@@ -247,9 +257,7 @@ def test_emodb_to_urdu_with_the_speaker_encoder_on_the_real_corpora(real_data_di
     """The README's cross-corpus command on the real corpora, as typed: above the 0.445 of egemaps."""
     import re
 
-    result = bench("run", "--protocol", "cross_corpus", "--train-corpus", "emodb", "--test-corpus", "urdu",
-                   "--classes", "4", "--model", "svm", "--features", "dvector", "--norm", "corpus",
-                   "--no-final-model", "--data-dir", str(real_data_dir), cwd=tmp_path)
+    result = bench(*README_CROSS_CORPUS.split()[1:], cwd=tmp_path, data=real_data_dir)
     assert result.returncode == 0, result.stderr[-2000:]
     pooled = re.search(r"pooled\s*│\s*400\s*│\s*([\d.]+)\s*│\s*([\d.]+)", result.stdout)
     assert pooled, result.stdout[-2000:]
